@@ -1,0 +1,255 @@
+"""Chunked, classifier-free-guided DDIM denoising of the mouth region, in upstream's random-number order.
+
+Upstream draws, from one generator: the initial noise frame (shared by every frame of the video), then per
+16-frame chunk a posterior sample of the masked-face latents and one of the reference-face latents. The encoder
+moments are computed beforehand (possibly by another node); the draws happen here, in that order, so the split
+node graph and the streaming CLI give the same numbers as upstream's single call.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from ..configs import (
+    DEEPCACHE_INTERVAL,
+    DEFAULT_GUIDANCE,
+    DEFAULT_SEED,
+    DEFAULT_STEPS,
+    LATENT_CHANNELS,
+    NUM_FRAMES_PER_CHUNK,
+    VAE_SCALING_FACTOR,
+    VAE_SHIFT_FACTOR,
+)
+from .ddim import DDIMSchedule
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``callback(steps_done, steps_total)`` after every U-Net step; may raise to cancel."""
+
+
+@dataclass
+class SamplerOptions:
+    """Sampling settings; defaults are upstream's inference.sh / gradio app (DeepCache off as in the CLI)."""
+
+    steps: int = DEFAULT_STEPS
+    guidance_scale: float = DEFAULT_GUIDANCE
+    seed: Optional[int] = DEFAULT_SEED  # None draws a random seed
+    deepcache: bool = False
+    deepcache_interval: int = DEEPCACHE_INTERVAL
+    chunk_frames: int = NUM_FRAMES_PER_CHUNK
+    noise_device: Optional[str] = None  # None: the execution device, as upstream; "cpu": same noise on any device
+    posterior: str = "sample"  # "sample" (upstream) or "mean"
+
+    def validate(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.guidance_scale < 1.0:
+            raise ValueError(f"guidance_scale must be >= 1.0 (1.0 turns guidance off), got {self.guidance_scale}")
+        if not 1 <= self.chunk_frames <= 24:
+            raise ValueError(f"chunk_frames must be within 1..24 (motion-module positions), got {self.chunk_frames}")
+        if self.deepcache_interval < 1:
+            raise ValueError(f"deepcache_interval must be >= 1, got {self.deepcache_interval}")
+        if self.posterior not in ("sample", "mean"):
+            raise ValueError(f"posterior must be 'sample' or 'mean', got {self.posterior!r}")
+
+
+@dataclass
+class EncodedFaces:
+    """VAE posterior moments of the masked and reference faces (unscaled) and the latent-size mask."""
+
+    masked_mean: torch.Tensor  # (F, 4, h, w)
+    masked_logvar: torch.Tensor
+    ref_mean: torch.Tensor
+    ref_logvar: torch.Tensor
+    mask_latent: torch.Tensor  # (1, h, w): 1 keep, 0 regenerate
+
+    @property
+    def num_frames(self) -> int:
+        return self.masked_mean.shape[0]
+
+    def slice(self, start: int, stop: int) -> "EncodedFaces":
+        return EncodedFaces(
+            self.masked_mean[start:stop], self.masked_logvar[start:stop],
+            self.ref_mean[start:stop], self.ref_logvar[start:stop], self.mask_latent,
+        )
+
+
+def chunk_bounds(num_frames: int, chunk_frames: int = NUM_FRAMES_PER_CHUNK) -> list[tuple[int, int]]:
+    """Upstream's chunking: consecutive ``chunk_frames``-frame chunks, the last one possibly shorter."""
+    return [(s, min(s + chunk_frames, num_frames)) for s in range(0, num_frames, chunk_frames)]
+
+
+class LipsyncSampler:
+    """Denoises chunks in order with one generator; create once per video (its state spans the whole video).
+
+    Feeding the video in several calls of whole chunks gives exactly the one-call result, which is what the
+    streaming path relies on.
+    """
+
+    def __init__(
+        self,
+        unet: torch.nn.Module,
+        options: SamplerOptions,
+        *,
+        latent_hw: tuple[int, int],
+        device: torch.device | str,
+        dtype: torch.dtype,
+    ):
+        options.validate()
+        self.unet = unet
+        self.options = options
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.schedule = DDIMSchedule(options.steps)
+        noise_device = torch.device(options.noise_device) if options.noise_device else self.device
+        seed = options.seed if options.seed is not None else int(torch.randint(0, 2**62, ()).item())
+        self.seed = seed
+        self.generator = torch.Generator(noise_device).manual_seed(seed)
+        self._noise_device = noise_device
+        h, w = latent_hw
+        # One noise frame repeated over every frame of the video (upstream quirk 9); it is the first draw.
+        self.noise = self._randn((1, LATENT_CHANNELS, 1, h, w), dtype)
+        self.frames_done = 0
+
+    def _randn(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        x = torch.randn(shape, generator=self.generator, device=self._noise_device, dtype=dtype)
+        return x.to(self.device)
+
+    def _posterior(self, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        mean = mean.to(self.device)
+        if self.options.posterior == "mean":
+            return mean
+        std = torch.exp(0.5 * logvar.to(self.device))
+        return mean + std * self._randn(tuple(mean.shape), mean.dtype)
+
+    def steps_total(self, num_frames: int) -> int:
+        return len(chunk_bounds(num_frames, self.options.chunk_frames)) * self.options.steps
+
+    @torch.no_grad()
+    def sample(
+        self,
+        encoded: EncodedFaces,
+        audio_windows: Optional[torch.Tensor],
+        *,
+        skip_chunk: Optional[Callable[[int, int], bool]] = None,
+        callback: Optional[ProgressCallback] = None,
+        steps_offset: int = 0,
+        steps_total: Optional[int] = None,
+    ) -> torch.Tensor:
+        """Denoise ``encoded.num_frames`` frames (whole chunks) -> scaled latents (F, 4, h, w) on the device.
+
+        ``audio_windows`` (F, S, D) conditions each frame (None: no audio layer). ``skip_chunk(start, stop)`` may
+        return True for chunks nobody will see (no face, silence); their random draws are still taken so later
+        chunks do not change, and their latents are the encoded reference (cheap to decode, never composited).
+        """
+        num_frames = encoded.num_frames
+        opts = self.options
+        bounds = chunk_bounds(num_frames, opts.chunk_frames)
+        total = steps_total if steps_total is not None else len(bounds) * opts.steps
+        done = steps_offset
+        out = []
+        for start, stop in bounds:
+            part = encoded.slice(start, stop)
+            masked = (self._posterior(part.masked_mean, part.masked_logvar) - VAE_SHIFT_FACTOR) * VAE_SCALING_FACTOR
+            ref = (self._posterior(part.ref_mean, part.ref_logvar) - VAE_SHIFT_FACTOR) * VAE_SCALING_FACTOR
+            if skip_chunk is not None and skip_chunk(self.frames_done + start, self.frames_done + stop):
+                out.append(ref.to(self.dtype))
+                done += opts.steps
+                if callback is not None:
+                    callback(done, total)
+                continue
+            audio = None if audio_windows is None else audio_windows[start:stop]
+            latents = self._denoise_chunk(masked, ref, part.mask_latent, audio, done, total, callback)
+            done += opts.steps
+            out.append(latents)
+        self.frames_done += num_frames
+        return torch.cat(out) if out else torch.empty(0, LATENT_CHANNELS, *self.noise.shape[-2:], device=self.device)
+
+    def _denoise_chunk(
+        self,
+        masked: torch.Tensor,
+        ref: torch.Tensor,
+        mask_latent: torch.Tensor,
+        audio: Optional[torch.Tensor],
+        done: int,
+        total: int,
+        callback: Optional[ProgressCallback],
+    ) -> torch.Tensor:
+        opts, dtype, dev = self.options, self.dtype, self.device
+        f = masked.shape[0]
+        cfg = opts.guidance_scale > 1.0
+        batch = 2 if cfg else 1
+
+        def to_video(x: torch.Tensor) -> torch.Tensor:  # (f, c, h, w) -> (batch, c, f, h, w)
+            return x.to(dev, dtype).permute(1, 0, 2, 3).unsqueeze(0).expand(batch, -1, -1, -1, -1)
+
+        mask = mask_latent.to(dev, dtype).reshape(1, 1, 1, *mask_latent.shape[-2:]).expand(batch, 1, f, -1, -1)
+        cond = torch.cat([mask, to_video(masked), to_video(ref)], dim=1)
+        if audio is not None:
+            audio = audio.to(dev, dtype).unsqueeze(0)
+            if cfg:
+                audio = torch.cat([torch.zeros_like(audio), audio])
+        latents = self.noise.expand(-1, -1, f, -1, -1)
+        deepcache = None
+        if opts.deepcache:
+            from ..models.unet import DeepCacheState
+
+            deepcache = DeepCacheState()
+        for j, t in enumerate(self.schedule.timesteps.tolist()):
+            x = torch.cat([latents] * batch) if cfg else latents
+            unet_in = torch.cat([x, cond], dim=1)
+            t_in = torch.tensor(t, device=dev)
+            if deepcache is not None:
+                if j % opts.deepcache_interval == 0:
+                    deepcache.cached = None
+                eps = self.unet(unet_in, t_in, audio, deepcache=deepcache)
+            else:
+                eps = self.unet(unet_in, t_in, audio)
+            if cfg:
+                uncond, cond_eps = eps.chunk(2)
+                eps = uncond + opts.guidance_scale * (cond_eps - uncond)
+            latents = self.schedule.step(eps, t, latents)
+            if callback is not None:
+                callback(done + j + 1, total)
+        return latents[0].permute(1, 0, 2, 3)
+
+
+def encode_faces(vae, faces: torch.Tensor, mask: torch.Tensor, *, batch_size: int = 16) -> EncodedFaces:
+    """Aligned uint8 faces (F,3,R,R) + fixed mask (R,R) -> posterior moments of the masked and reference images."""
+    from ..face.mask import mask_latent as downsample_mask
+    from ..face.mask import prepare_face_inputs
+
+    if faces.dim() != 4 or faces.shape[1] != 3:
+        raise ValueError(f"faces must be (F, 3, R, R) uint8, got {tuple(faces.shape)}")
+    parts = []
+    for chunk in faces.split(batch_size):
+        ref, masked, _ = prepare_face_inputs(chunk, mask)
+        m_mean, m_logvar = vae.encode_moments(masked)
+        r_mean, r_logvar = vae.encode_moments(ref)
+        parts.append((m_mean, m_logvar, r_mean, r_logvar))
+    cat = [torch.cat(p) for p in zip(*parts)]
+    latent_hw = tuple(cat[0].shape[-2:])
+    return EncodedFaces(*cat, mask_latent=downsample_mask(mask, latent_hw))
+
+
+def decode_faces(vae, latents: torch.Tensor, ref_faces: torch.Tensor, mask: torch.Tensor, *, batch_size: int = 16) -> torch.Tensor:
+    """Scaled latents (F,4,h,w) -> faces in [-1,1] (F,3,R,R) with everything outside the mouth taken from the reference."""
+    from ..face.restore import paste_mouth
+
+    out = []
+    for z, ref in zip(latents.split(batch_size), ref_faces.split(batch_size)):
+        decoded = vae.decode(z / VAE_SCALING_FACTOR + VAE_SHIFT_FACTOR)
+        ref_pixels = ref.to(decoded.device)
+        if ref_pixels.dtype == torch.uint8:
+            from ..face.mask import prepare_face_inputs
+
+            ref_pixels = prepare_face_inputs(ref_pixels, mask)[0]
+        out.append(paste_mouth(decoded, ref_pixels.to(decoded.dtype), mask.to(decoded.device, decoded.dtype)))
+    return torch.cat(out)
+
+
+def num_chunks(num_frames: int, chunk_frames: int = NUM_FRAMES_PER_CHUNK) -> int:
+    return math.ceil(num_frames / chunk_frames)

@@ -1,0 +1,90 @@
+"""The VAE behind a small interface: posterior moments out, pixels back.
+
+The pipeline needs the posterior (mean, logvar) rather than one sample so that it can draw the samples itself in
+upstream's random-number order. Latents crossing this interface are unscaled (as ComfyUI's LATENTs); the sampler
+applies LatentSync's 0.18215.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class LatentVAE(Protocol):
+    """What the pipeline asks of a VAE (a diffusers ``AutoencoderKL`` here, ComfyUI's VAE in the nodes)."""
+
+    device: torch.device
+    dtype: torch.dtype
+
+    def encode_moments(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N,3,H,W) in [-1,1] -> posterior (mean, logvar), each (N,4,H/8,W/8), unscaled."""
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Unscaled (N,4,h,w) latents -> (N,3,8h,8w) pixels in about [-1,1]."""
+
+
+class DiffusersVAE:
+    """Adapter for a diffusers ``AutoencoderKL`` (sd-vae-ft-mse in upstream)."""
+
+    def __init__(self, vae: torch.nn.Module, *, batch_size: int = 16):
+        self.vae = vae
+        self.batch_size = max(1, batch_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
+    @torch.no_grad()
+    def encode_moments(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        means, logvars = [], []
+        for part in pixels.split(self.batch_size):
+            dist = self.vae.encode(part.to(self.device, self.dtype)).latent_dist
+            means.append(dist.mean)
+            logvars.append(dist.logvar)  # diffusers clamps it to [-30, 20], as its sample() uses
+        return torch.cat(means), torch.cat(logvars)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.vae.decode(z.to(self.device, self.dtype)).sample for z in latents.split(self.batch_size)])
+
+
+def load_diffusers_vae(path: str, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> DiffusersVAE:
+    """Load sd-vae-ft-mse (a diffusers folder, or a single diffusers-format .safetensors file) through diffusers."""
+    try:
+        from diffusers import AutoencoderKL
+    except ImportError as exc:  # the nodes use ComfyUI's VAE instead; only the standalone CLI needs diffusers
+        raise ImportError(
+            "The standalone pipeline loads the VAE with diffusers: pip install diffusers "
+            "(inside ComfyUI the core VAE is used instead)."
+        ) from exc
+    import os
+
+    if os.path.isdir(path):
+        vae = AutoencoderKL.from_pretrained(path, torch_dtype=dtype)
+    else:
+        from ..models.checkpoint import read_checkpoint
+
+        state = read_checkpoint(path)
+        vae = AutoencoderKL(
+            block_out_channels=[128, 256, 512, 512],
+            down_block_types=["DownEncoderBlock2D"] * 4,
+            up_block_types=["UpDecoderBlock2D"] * 4,
+            layers_per_block=2,
+            latent_channels=4,
+            sample_size=256,
+        )
+        missing, unexpected = vae.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"{path} is not a diffusers-format sd-vae-ft-mse file: {len(missing)} missing keys "
+                f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})."
+            )
+        vae = vae.to(dtype)
+    return DiffusersVAE(vae.to(device).eval())

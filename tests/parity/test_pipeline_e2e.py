@@ -1,0 +1,133 @@
+"""End-to-end parity with upstream's LipsyncPipeline on the tiny random models (pipeline_e2e fixture).
+
+Everything comes from the fixture set: frames, alignment points, whisper features, seed, guidance, steps, chunking,
+DeepCache settings, the VAE config and the acceptance bounds.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from latentsync.audio.windows import frame_window_indices, frame_windows, upstream_frame_count
+from latentsync.face import align, restore
+from latentsync.face.mask import mask_from_image
+from latentsync.models.unet import UNet3DConditionModel, load_unet_state_dict
+from latentsync.pipeline.length import plan_length
+from latentsync.pipeline.sampler import LipsyncSampler, SamplerOptions, decode_faces, encode_faces
+from latentsync.pipeline.vae import DiffusersVAE
+
+FILE = "pipeline_e2e.safetensors"
+MASK_FILE = "affine_restore_mask.safetensors"
+
+
+def upstream_mask(fixtures_dir, resolution: int) -> torch.Tensor:
+    """Upstream's own mask bitmap from the fixture set (the pack ships a redrawn one, tested on its own in
+    test_face_parity; here the orchestration is checked with exactly upstream's inputs)."""
+    masks = load_file(str(fixtures_dir / MASK_FILE))
+    return mask_from_image(masks["mask_256_u8"], resolution)
+
+
+def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def assert_uint8_close(got: torch.Tensor, want: torch.Tensor, bound: dict, what: str) -> None:
+    diff = (got.int() - want.int()).abs()
+    frac = float((diff > 0).float().mean())
+    assert int(diff.max()) <= bound["max_abs_diff"], f"{what}: max diff {int(diff.max())}"
+    assert frac <= bound["max_fraction_of_pixels_differing"], f"{what}: {frac:.4%} of pixels differ"
+
+
+@pytest.fixture(scope="module")
+def e2e(fixtures_dir, manifest):
+    entry = manifest["files"][FILE]
+    params = entry["generation_params"]
+    data = load_file(str(fixtures_dir / FILE))
+
+    config = json.loads((fixtures_dir / "unet_tiny_config.json").read_text())
+    unet = UNet3DConditionModel(config)
+    state = {k: v.float() for k, v in load_file(str(fixtures_dir / "unet_tiny_weights.safetensors")).items()}
+    load_unet_state_dict(unet, state, source="unet_tiny_weights.safetensors")
+    unet.eval()
+
+    from diffusers import AutoencoderKL
+
+    vae_model = AutoencoderKL(**entry["stats"]["vae_config"])
+    vae_state = {k: v.float() for k, v in load_file(str(fixtures_dir / "e2e_vae_tiny_weights.safetensors")).items()}
+    vae_model.load_state_dict(vae_state, strict=True)
+    vae = DiffusersVAE(vae_model.eval())
+    return params, data, unet, vae
+
+
+def prepare(params, data):
+    resolution = int(params["height_width"])
+    features = data["whisper_features"].float()
+    fps = 25.0
+    n_out = upstream_frame_count(features.shape[0], fps)
+    assert n_out == params["n_output_frames"]
+    frames = data["video_frames"]
+    plan = plan_length(frames.shape[0], n_out, "pingpong")
+    assert plan.num_frames == n_out
+
+    # Upstream aligns the source frames once, in order (smoothing across them), then loops faces and matrices.
+    matrices = align.matrices_from_points(data["landmarks3"].float(), resolution, smoother=align.AlignmentSmoother())
+    faces = align.warp_faces(frames, matrices, resolution)
+    idx = plan.source_index
+    windows = frame_windows(features, frame_window_indices(features.shape[0], n_out, fps))
+    return resolution, frames[idx], matrices[idx], faces[idx], windows
+
+
+@pytest.mark.parametrize("deepcache", [True, False], ids=["deepcache", "nodeepcache"])
+def test_pipeline_matches_upstream(e2e, check, fixtures_dir, deepcache):
+    params, data, unet, vae = e2e
+    resolution, frames, matrices, faces, windows = prepare(params, data)
+    mask = upstream_mask(fixtures_dir, resolution)
+    dc = params["deepcache"]
+    options = SamplerOptions(
+        steps=params["num_inference_steps"],
+        guidance_scale=params["guidance_scale"],
+        seed=params["seed"],
+        deepcache=deepcache,
+        deepcache_interval=dc["cache_interval"],
+        chunk_frames=params["num_frames"],
+        noise_device="cpu",
+    )
+    latent_hw = (resolution // 8, resolution // 8)
+    sampler = LipsyncSampler(unet, options, latent_hw=latent_hw, device="cpu", dtype=torch.float32)
+    assert torch.equal(sampler.noise, data["init_latents_one_frame"]), "initial noise differs (seed / draw order)"
+
+    encoded = encode_faces(vae, faces, mask)
+    latents = sampler.sample(encoded, windows, callback=None)
+    bounds = [(s, min(s + options.chunk_frames, faces.shape[0])) for s in range(0, faces.shape[0], options.chunk_frames)]
+    chunk_sizes = [b - a for a, b in bounds]
+    assert chunk_sizes == params["chunk_sizes"]
+
+    key = "deepcache_final_latents" if deepcache else "nodeepcache_final_latents"
+    want = data[key][0].permute(1, 0, 2, 3)
+    err = rel_l2(latents, want)
+    assert err < check["pipeline_final_latents"]["max_rel_l2"], f"final latents rel-L2 {err:.2e}"
+
+    if deepcache:
+        pasted = decode_faces(vae, latents, faces, mask)
+        out = restore.composite(frames, pasted, matrices, resolution)
+        assert out.shape == data["deepcache_output_frames"].shape
+        assert_uint8_close(out, data["deepcache_output_frames"], check["pipeline_output_frames_uint8"], "output frames")
+
+
+def test_first_chunk_posterior_draws(e2e, check, fixtures_dir):
+    """The masked/reference latents of chunk 0 are upstream's posterior samples (same RNG draws)."""
+    params, data, unet, vae = e2e
+    resolution, frames, matrices, faces, windows = prepare(params, data)
+    mask = upstream_mask(fixtures_dir, resolution)
+    options = SamplerOptions(seed=params["seed"], noise_device="cpu", chunk_frames=params["num_frames"])
+    sampler = LipsyncSampler(unet, options, latent_hw=(resolution // 8,) * 2, device="cpu", dtype=torch.float32)
+    encoded = encode_faces(vae, faces, mask).slice(0, params["chunk_sizes"][0])
+    masked = sampler._posterior(encoded.masked_mean, encoded.masked_logvar) * 0.18215
+    ref = sampler._posterior(encoded.ref_mean, encoded.ref_logvar) * 0.18215
+    for got, key in ((masked, "chunk0_masked_image_latents"), (ref, "chunk0_ref_latents")):
+        want = data[key][0].permute(1, 0, 2, 3)
+        assert rel_l2(got, want) < check["pipeline_final_latents"]["max_rel_l2"], key
