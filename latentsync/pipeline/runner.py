@@ -1,0 +1,252 @@
+"""Video file (or still image) + audio file -> lip-synced mp4, streamed in bounded windows.
+
+Memory does not grow with the video: faces are detected in a first pass that keeps only three points per frame;
+the second pass decodes, aligns, generates, composites and encodes one window of frames at a time. The random
+state, the alignment smoother and the chunking are those of one upstream call, so the output equals the one-shot
+result. Both the command line and the path-based ComfyUI node call :func:`lipsync_file`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+
+from ..configs import NUM_FRAMES_PER_CHUNK
+from .sampler import LipsyncSampler, SamplerOptions
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+StageCallback = Callable[[str, int, int], None]
+"""Called as ``progress(stage, done, total)``; may raise to cancel."""
+
+
+@dataclass
+class RunOptions:
+    """Everything a lip-sync run takes besides the models and the file paths."""
+
+    sampler: SamplerOptions = field(default_factory=SamplerOptions)
+    length_policy: str = "pingpong"
+    detector: str = "auto"
+    face_index: Union[int, str] = "largest"
+    keep_silent_mouth: bool = False
+    window_frames: int = 4 * NUM_FRAMES_PER_CHUNK
+    crf: int = 18
+    still_fps: float = 25.0
+    overwrite: bool = False
+    models_dir: Optional[str] = None  # where detector model files are looked up
+
+
+@dataclass
+class RunReport:
+    output: str
+    frames: int
+    fps: Fraction
+    detector: str
+    missing_face_frames: list[int]
+    silent_frames: int
+    cuts: list[int]
+    seconds: float
+    seed: int
+
+    def summary(self) -> str:
+        gaps = len(self.missing_face_frames)
+        text = (
+            f"{self.output}: {self.frames} frames at {float(self.fps):.3f} fps, detector {self.detector}, seed {self.seed}, "
+            f"{self.seconds:.1f} s"
+        )
+        if gaps:
+            head = ", ".join(map(str, self.missing_face_frames[:10])) + (" ..." if gaps > 10 else "")
+            text += f"; {gaps} frame(s) without a usable face passed through unchanged ({head})"
+        if self.silent_frames:
+            text += f"; original mouth kept on {self.silent_frames} silent frame(s)"
+        return text
+
+
+class FrameSource:
+    """Random access to the frames of a video (or one still image) with bounded memory.
+
+    Frames are decoded in blocks; a block is kept while requests stay inside it, so forward and backward sweeps
+    (ping-pong loops) decode each block once per sweep.
+    """
+
+    def __init__(self, path: str, *, block: int = 64, still_fps: float = 25.0):
+        from ..io import video as vio
+
+        self.path = path
+        self.block = block
+        self.is_image = path.lower().endswith(IMAGE_SUFFIXES)
+        if self.is_image:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                self._still = np.asarray(im.convert("RGB"))
+            self.num_frames = 1
+            self.fps = Fraction(still_fps).limit_denominator(1001)
+            self.size = self._still.shape[:2]
+        else:
+            info = vio.probe_video(path)
+            self.info = info
+            self.num_frames = info.num_frames
+            self.fps = info.fps
+            self.size = (info.height, info.width)
+        self._start = -1
+        self._frames: Optional[np.ndarray] = None
+
+    def _load_block(self, index: int) -> None:
+        from ..io import video as vio
+
+        start = (index // self.block) * self.block
+        chunks = [f for f, _ in vio.iter_video_frames(self.path, start=start, count=self.block, batch=self.block)]
+        self._frames = np.concatenate(chunks) if chunks else np.empty((0, *self.size, 3), np.uint8)
+        self._start = start
+
+    def get(self, indices: np.ndarray) -> np.ndarray:
+        """Frames at ``indices`` (any order, repeats allowed) as uint8 (n, H, W, 3)."""
+        if self.is_image:
+            return np.broadcast_to(self._still, (len(indices), *self._still.shape)).copy()
+        out = np.empty((len(indices), *self.size, 3), np.uint8)
+        for i, idx in enumerate(indices.tolist()):
+            if not (self._start <= idx < self._start + (0 if self._frames is None else len(self._frames))):
+                self._load_block(idx)
+            out[i] = self._frames[idx - self._start]
+        return out
+
+    def iter_all(self, batch: int = 32):
+        """All frames in order, in batches (the detection pass)."""
+        from ..io import video as vio
+
+        if self.is_image:
+            yield 0, self._still[None]
+            return
+        start = 0
+        for frames, _ in vio.iter_video_frames(self.path, batch=batch):
+            yield start, frames
+            start += len(frames)
+
+
+def _check_output(path: str, overwrite: bool) -> None:
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; choose another output path or allow overwriting")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"Output folder does not exist: {parent}")
+
+
+@torch.no_grad()
+def lipsync_file(
+    models,
+    vae,
+    video_path: str,
+    audio_path: str,
+    output_path: str,
+    options: RunOptions,
+    *,
+    device: torch.device | str,
+    dtype: torch.dtype,
+    progress: Optional[StageCallback] = None,
+) -> RunReport:
+    """Lip-sync ``video_path`` (or a still image) to ``audio_path`` and write an H.264 + AAC mp4 to ``output_path``."""
+    from ..audio.features import whisper_features
+    from ..audio.waveform import load_audio, to_16k_mono
+    from ..audio.windows import frame_window_indices, frame_windows, upstream_frame_count
+    from ..face import align, restore
+    from ..face.detectors import create_detector
+    from ..face.mask import fixed_mask
+    from ..face.track import FaceTrack, FaceTracker, frame_signatures
+    from ..io.video import VideoWriter
+    from .length import plan_length
+    from .lipsync import generate_faces
+
+    started = time.monotonic()
+    device = torch.device(device)
+    for p, what in ((video_path, "video"), (audio_path, "audio")):
+        if not os.path.isfile(p):
+            raise FileNotFoundError(f"{what} input not found: {p}")
+    _check_output(output_path, options.overwrite)
+    options.sampler.validate()
+    report = progress or (lambda stage, done, total: None)
+
+    # Audio: features for the whole clip (50 rows/s, small) and the waveform for the output track.
+    waveform, sample_rate = load_audio(audio_path)
+    wav16 = to_16k_mono(waveform, sample_rate)
+    whisper_dtype = torch.float16 if device.type == "cuda" else torch.float32  # upstream: fp16 on every GPU
+    features = whisper_features(models.whisper, wav16, device=device, dtype=whisper_dtype)
+    report("audio", 1, 1)
+
+    source = FrameSource(video_path, still_fps=options.still_fps)
+    fps = source.fps
+    audio_frames = upstream_frame_count(features.shape[0], float(fps))
+    plan = plan_length(source.num_frames, audio_frames, "pingpong" if source.is_image else options.length_policy)
+    n_out = plan.num_frames
+    needed = int(plan.source_index.max()) + 1 if n_out else 0
+
+    # Pass 1: detect and track faces on the source frames the output uses (three points per frame are kept).
+    models_dirs = [options.models_dir] if options.models_dir else []
+    detector = create_detector(options.detector, models_dirs=models_dirs, device=device.type)
+    tracker = FaceTracker(source.size, face_index=options.face_index, detector=detector.describe())
+    parts = []
+    for start, frames in source.iter_all():
+        if start >= needed:
+            break
+        frames = frames[: needed - start]
+        parts.append(tracker.push(detector.detect(frames), signatures=frame_signatures(frames)))
+        report("detect", min(start + len(frames), needed), needed)
+    parts.append(tracker.finish())
+    track = FaceTrack.concat(parts)
+    resolution = models.resolution
+    matrices = track.matrices(resolution, align.AlignmentSmoother())
+    found = torch.from_numpy(track.found)
+
+    silent = torch.zeros(n_out, dtype=torch.bool)
+    if options.keep_silent_mouth:
+        from ..audio.silence import silent_frames
+
+        silent = silent_frames(wav16, n_out, float(fps))
+
+    src = plan.source_index
+    apply = found[src] & ~silent
+    windows_idx = frame_window_indices(features.shape[0], n_out, float(fps))
+    mask = fixed_mask(resolution)
+    latent_hw = (resolution // 8, resolution // 8)
+    sampler = LipsyncSampler(models.unet, options.sampler, latent_hw=latent_hw, device=device, dtype=dtype)
+    steps_total = sampler.steps_total(n_out)
+    steps_done = 0
+
+    def on_step(done: int, total: int) -> None:
+        report("sample", steps_done + done, steps_total)
+
+    def skip(start: int, stop: int) -> bool:
+        return not bool(apply[start:stop].any())
+
+    out_audio = (waveform, sample_rate)
+    window = max(options.sampler.chunk_frames, options.window_frames // options.sampler.chunk_frames * options.sampler.chunk_frames)
+    with VideoWriter(output_path, fps, audio=out_audio, crf=options.crf, overwrite=options.overwrite) as writer:
+        for a in range(0, n_out, window):
+            b = min(a + window, n_out)
+            idx = src[a:b].numpy()
+            frames = torch.from_numpy(source.get(idx)).to(device)
+            mats = matrices[src[a:b]]
+            faces = align.warp_faces(frames, mats, resolution)
+            audio = frame_windows(features, windows_idx[a:b])
+            generated = generate_faces(
+                models.unet, vae, faces, audio, mask, options.sampler, device=device, dtype=dtype,
+                sampler=sampler, skip_chunk=skip, callback=on_step,
+            )
+            steps_done = sampler.steps_total(b)
+            out = restore.composite(frames, generated, mats.to(device), resolution, apply=apply[a:b].to(device))
+            writer.write(out.cpu().numpy())
+            report("write", b, n_out)
+    return RunReport(
+        output=output_path, frames=n_out, fps=fps, detector=track.detector,
+        missing_face_frames=torch.nonzero(~found[src]).flatten().tolist(),
+        silent_frames=int(silent.sum()), cuts=track.cut_frames,
+        seconds=time.monotonic() - started, seed=sampler.seed,
+    )

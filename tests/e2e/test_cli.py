@@ -1,0 +1,139 @@
+"""`python -m latentsync` end to end on a real face clip with tiny random models in the real file formats:
+output frame count / fps / audio alignment, length policies, exit codes, batch resume and a failing batch item."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "integration"))
+
+import tiny_models  # noqa: E402
+
+from latentsync import cli  # noqa: E402
+from latentsync.audio.waveform import load_audio, to_16k_mono  # noqa: E402
+from latentsync.io.video import probe_video  # noqa: E402
+
+REPO = HERE.parents[1]
+CLIP_FRAMES = 12
+SPEECH_SECONDS = 0.72  # 36 whisper rows -> upstream's 20 output frames at 25 fps
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory, fixtures_dir):
+    root = tmp_path_factory.mktemp("models")
+    ls_dir = root / "latentsync"
+    unet = ls_dir / tiny_models.write_unet(ls_dir, fixtures_dir)
+    whisper = ls_dir / tiny_models.write_whisper(ls_dir, width=384)
+    vae = root / "vae" / tiny_models.write_vae(root / "vae")
+    return {"root": root, "unet": unet, "whisper": whisper, "vae": vae}
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory, media):
+    """12 frames of demo1's face region (256 px, 25 fps) and 0.72 s of its speech."""
+    folder = tmp_path_factory.mktemp("clip")
+    video = folder / "face.mp4"
+    with av.open(str(media / "demo1_video.mp4")) as src, av.open(str(video), "w") as dst:
+        stream = dst.add_stream("libx264", rate=25)
+        stream.width = stream.height = 256
+        stream.pix_fmt = "yuv420p"
+        for n, frame in enumerate(src.decode(video=0)):
+            if n == CLIP_FRAMES:
+                break
+            img = frame.to_image().crop((352, 480, 800, 928)).resize((256, 256))
+            for packet in stream.encode(av.VideoFrame.from_image(img)):
+                dst.mux(packet)
+        for packet in stream.encode(None):
+            dst.mux(packet)
+    wave, sr = load_audio(str(media / "demo1_audio.wav"))
+    audio = folder / "speech.wav"
+    samples = (wave[:, : int(SPEECH_SECONDS * sr)].numpy() * 32767).astype(np.int16)
+    with av.open(str(audio), "w") as dst:
+        stream = dst.add_stream("pcm_s16le", rate=sr, layout="mono")
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = sr
+        for packet in stream.encode(frame):
+            dst.mux(packet)
+        for packet in stream.encode(None):
+            dst.mux(packet)
+    return video, audio
+
+
+def args_for(models, *extra: str) -> list[str]:
+    return ["--unet", str(models["unet"]), "--whisper", str(models["whisper"]), "--vae", str(models["vae"]),
+            "--models-dir", str(models["root"]), "--steps", "2", "--device", "cpu", "--detector", "dlib",
+            "--no-download", "--quiet", *extra]
+
+
+def audio_seconds(path: Path) -> float:
+    wave, sr = load_audio(str(path))
+    return wave.shape[-1] / sr
+
+
+@pytest.mark.parametrize("policy,frames", [("pingpong", 20), ("trim", CLIP_FRAMES)])
+def test_cli_writes_synced_video(models, clip, tmp_path, policy, frames):
+    video, audio = clip
+    out = tmp_path / f"out_{policy}.mp4"
+    code = cli.run(args_for(models, "--video", str(video), "--audio", str(audio), "--output", str(out),
+                            "--length-policy", policy))
+    assert code == cli.EXIT_OK
+    info = probe_video(str(out))
+    assert info.num_frames == frames
+    assert info.fps == Fraction(25)
+    assert info.width == info.height == 256
+    # The muxed audio lasts exactly as long as the frames (padded / trimmed to the video), within one AAC frame.
+    assert abs(audio_seconds(out) - frames / 25) < 1024 / 16000 + 1e-3
+    assert info.has_audio
+
+
+def test_cli_refuses_to_overwrite_and_reports_bad_input(models, clip, tmp_path):
+    video, audio = clip
+    out = tmp_path / "exists.mp4"
+    out.write_bytes(b"user data")
+    assert cli.run(args_for(models, "--video", str(video), "--audio", str(audio), "--output", str(out))) == cli.EXIT_INPUT
+    assert out.read_bytes() == b"user data"
+    missing = tmp_path / "nope.mp4"
+    assert cli.run(args_for(models, "--video", str(missing), "--audio", str(audio),
+                            "--output", str(tmp_path / "o.mp4"))) == cli.EXIT_INPUT
+
+
+def test_batch_carries_on_past_a_failure_and_resumes(models, clip, tmp_path):
+    video, audio = clip
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 1024)
+    outs = [tmp_path / f"job{i}.mp4" for i in range(3)]
+    listing = tmp_path / "jobs.txt"
+    listing.write_text("\n".join(f"{v}\t{audio}\t{o}" for v, o in zip([video, broken, video], outs)) + "\n")
+    assert cli.run(args_for(models, "--batch", str(listing))) == cli.EXIT_BATCH
+    assert outs[0].is_file() and outs[2].is_file() and not outs[1].exists()
+    stamps = [o.stat().st_mtime_ns for o in (outs[0], outs[2])]
+    # A second run skips the finished jobs (same files untouched) and still reports the broken one.
+    assert cli.run(args_for(models, "--batch", str(listing))) == cli.EXIT_BATCH
+    assert [o.stat().st_mtime_ns for o in (outs[0], outs[2])] == stamps
+
+
+def test_missing_models_offline_exit_code(tmp_path):
+    """The demo with an empty models folder and downloads off: exit 3 and one message listing the files."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "latentsync", "--models-dir", str(tmp_path), "--no-download", "--device", "cpu",
+         "--output", str(tmp_path / "demo.mp4")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == cli.EXIT_MODELS, proc.stderr
+    assert "latentsync_unet.pt" in proc.stderr and "tiny.pt" in proc.stderr
+    assert str(tmp_path) in proc.stderr
+    assert not (tmp_path / "demo.mp4").exists()
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as err:
+        cli.run(["--video", "x.mp4"])
+    assert err.value.code == cli.EXIT_USAGE
