@@ -27,10 +27,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from latentsync.audio.features import whisper_features  # noqa: E402
-from latentsync.audio.waveform import load_16k_mono  # noqa: E402
 from latentsync.models.whisper import load_whisper_encoder  # noqa: E402
 
 OBSERVED_KEYS = {"float32": "fp32", "float16": "default(fp16 on GPU)"}
+
+
+def _wav16(path: Path) -> torch.Tensor:
+    """A 16 kHz mono s16 wav with the standard library (the GPU image has no PyAV)."""
+    with wave.open(str(path)) as w:
+        if w.getframerate() != 16000 or w.getnchannels() != 1 or w.getsampwidth() != 2:
+            raise ValueError(f"{path}: expected 16 kHz mono 16-bit PCM")
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+    return torch.from_numpy(pcm.astype(np.float32) / 32768)
 
 
 def _clip_from_spec(spec: str, media: Path) -> torch.Tensor:
@@ -63,7 +71,7 @@ def main() -> None:
     golden = load_file(str(args.fixtures / "audio_features.safetensors"))
     observed = json.loads((args.fixtures / "device_checks_observed.json").read_text()).get("audio/cuda", {})
     clips = {
-        "short": load_16k_mono(args.fixtures / entry["stats"]["short"]["wav"]),
+        "short": _wav16(args.fixtures / entry["stats"]["short"]["wav"]),
         "long": _clip_from_spec(entry["generation_params"]["long_spec"], args.media),
     }
     encoder = load_whisper_encoder(args.fixtures / entry["stats"]["checkpoint"]["file"], device=device)

@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps ...")
     r.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"], help="weights dtype (auto: fp16 on modern GPUs)")
     r.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
+    r.add_argument("--preset", default="medium", help="x264 preset: ultrafast ... veryslow (default medium)")
     r.add_argument("--fps", type=float, default=25.0, help="frame rate for still-image inputs (default 25)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar, errors only")
     return p
@@ -234,7 +235,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         sampler=SamplerOptions(steps=args.steps, guidance_scale=args.guidance, seed=seed, deepcache=args.deepcache,
                                noise_device="cpu" if args.noise_on_cpu else None),
         length_policy=args.length_policy, detector=args.detector, face_index=face_index,
-        keep_silent_mouth=args.keep_silent_mouth, crf=args.crf, still_fps=args.fps, overwrite=args.overwrite,
+        keep_silent_mouth=args.keep_silent_mouth, crf=args.crf, preset=args.preset, still_fps=args.fps, overwrite=args.overwrite,
         models_dir=args.models_dir or default_models_dir(),
     )
     failed = 0

@@ -104,7 +104,9 @@ def frame_signatures(frames: np.ndarray | torch.Tensor, size: int = 16) -> np.nd
     if x.ndim != 4:
         raise ValueError(f"frame_signatures: frames must be (F, H, W, C), got shape {tuple(x.shape)}.")
     scale = 255.0 if x.dtype == torch.uint8 else 1.0
-    x = x[..., :3].permute(0, 3, 1, 2).float() / scale
+    # Thin the frame to a few samples per thumbnail cell first, so no full-size float copy is ever made.
+    step_h, step_w = max(1, x.shape[1] // (4 * size)), max(1, x.shape[2] // (4 * size))
+    x = x[:, ::step_h, ::step_w, :3].permute(0, 3, 1, 2).float() / scale
     thumbs = F.adaptive_avg_pool2d(x, (size, size))
     return thumbs.flatten(1).cpu().numpy().astype(np.float32)
 

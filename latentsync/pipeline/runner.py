@@ -37,8 +37,9 @@ class RunOptions:
     detector: str = "auto"
     face_index: Union[int, str] = "largest"
     keep_silent_mouth: bool = False
-    window_frames: int = 4 * NUM_FRAMES_PER_CHUNK
+    window_frames: int = NUM_FRAMES_PER_CHUNK  # frames decoded/generated/encoded per step; whole chunks
     crf: int = 18
+    preset: str = "medium"  # x264 speed/size trade-off (ultrafast ... veryslow); quality is set by crf
     still_fps: float = 25.0
     overwrite: bool = False
     models_dir: Optional[str] = None  # where detector model files are looked up
@@ -77,7 +78,7 @@ class FrameSource:
     (ping-pong loops) decode each block once per sweep.
     """
 
-    def __init__(self, path: str, *, block: int = 64, still_fps: float = 25.0):
+    def __init__(self, path: str, *, block: int = 32, still_fps: float = 25.0):
         from ..io import video as vio
 
         self.path = path
@@ -119,16 +120,20 @@ class FrameSource:
             out[i] = self._frames[idx - self._start]
         return out
 
+    @property
+    def is_vfr(self) -> bool:
+        return not self.is_image and bool(self.info.is_vfr)
+
     def iter_all(self, batch: int = 32):
-        """All frames in order, in batches (the detection pass)."""
+        """All frames in order, in batches, with their presentation times in seconds (the detection pass)."""
         from ..io import video as vio
 
         if self.is_image:
-            yield 0, self._still[None]
+            yield 0, self._still[None], np.zeros(1)
             return
         start = 0
-        for frames, _ in vio.iter_video_frames(self.path, batch=batch):
-            yield start, frames
+        for frames, pts in vio.iter_video_frames(self.path, batch=batch):
+            yield start, frames, pts
             start += len(frames)
 
 
@@ -156,7 +161,7 @@ def lipsync_file(
     """Lip-sync ``video_path`` (or a still image) to ``audio_path`` and write an H.264 + AAC mp4 to ``output_path``."""
     from ..audio.features import whisper_features
     from ..audio.waveform import load_audio, to_16k_mono
-    from ..audio.windows import frame_window_indices, frame_windows, upstream_frame_count
+    from ..audio.windows import frame_window_indices, frame_window_indices_at, frame_windows, upstream_frame_count
     from ..face import align, restore
     from ..face.detectors import create_detector
     from ..face.mask import fixed_mask
@@ -192,12 +197,13 @@ def lipsync_file(
     models_dirs = [options.models_dir] if options.models_dir else []
     detector = create_detector(options.detector, models_dirs=models_dirs, device=device.type)
     tracker = FaceTracker(source.size, face_index=options.face_index, detector=detector.describe())
-    parts = []
-    for start, frames in source.iter_all():
+    parts, stamps = [], []
+    for start, frames, pts in source.iter_all():
         if start >= needed:
             break
-        frames = frames[: needed - start]
+        frames, pts = frames[: needed - start], pts[: needed - start]
         parts.append(tracker.push(detector.detect(frames), signatures=frame_signatures(frames)))
+        stamps.append(np.asarray(pts, np.float64))
         report("detect", min(start + len(frames), needed), needed)
     parts.append(tracker.finish())
     track = FaceTrack.concat(parts)
@@ -213,7 +219,15 @@ def lipsync_file(
 
     src = plan.source_index
     apply = found[src] & ~silent
-    windows_idx = frame_window_indices(features.shape[0], n_out, float(fps))
+    # Variable frame rate: when the output keeps the source frames in order, audio windows follow the frames'
+    # real timestamps and the output keeps them; otherwise (loops, still images) frames are evenly spaced.
+    timestamps = None
+    if source.is_vfr and n_out and bool(torch.equal(src, torch.arange(n_out))):
+        pts = np.concatenate(stamps)[:n_out]
+        timestamps = pts - pts[0]
+        windows_idx = frame_window_indices_at(features.shape[0], torch.from_numpy(timestamps))
+    else:
+        windows_idx = frame_window_indices(features.shape[0], n_out, float(fps))
     mask = fixed_mask(resolution)
     latent_hw = (resolution // 8, resolution // 8)
     sampler = LipsyncSampler(models.unet, options.sampler, latent_hw=latent_hw, device=device, dtype=dtype)
@@ -226,23 +240,25 @@ def lipsync_file(
     def skip(start: int, stop: int) -> bool:
         return not bool(apply[start:stop].any())
 
-    out_audio = (waveform, sample_rate)
-    window = max(options.sampler.chunk_frames, options.window_frames // options.sampler.chunk_frames * options.sampler.chunk_frames)
-    with VideoWriter(output_path, fps, audio=out_audio, crf=options.crf, overwrite=options.overwrite) as writer:
+    def process(a: int, b: int) -> np.ndarray:
+        """One window: decode, align, generate, composite (its buffers are freed when it returns)."""
+        frames = torch.from_numpy(source.get(src[a:b].numpy())).to(device)
+        mats = matrices[src[a:b]]
+        faces = align.warp_faces(frames, mats, resolution)
+        generated = generate_faces(
+            models.unet, vae, faces, frame_windows(features, windows_idx[a:b]), mask, options.sampler,
+            device=device, dtype=dtype, sampler=sampler, skip_chunk=skip, callback=on_step,
+        )
+        return restore.composite(frames, generated, mats.to(device), resolution, apply=apply[a:b].to(device)).cpu().numpy()
+
+    chunk = options.sampler.chunk_frames
+    window = max(chunk, options.window_frames // chunk * chunk)  # whole chunks, so results equal one-shot
+    with VideoWriter(output_path, fps, audio=(waveform, sample_rate), crf=options.crf, preset=options.preset,
+                     overwrite=options.overwrite, timestamps=timestamps) as writer:
         for a in range(0, n_out, window):
             b = min(a + window, n_out)
-            idx = src[a:b].numpy()
-            frames = torch.from_numpy(source.get(idx)).to(device)
-            mats = matrices[src[a:b]]
-            faces = align.warp_faces(frames, mats, resolution)
-            audio = frame_windows(features, windows_idx[a:b])
-            generated = generate_faces(
-                models.unet, vae, faces, audio, mask, options.sampler, device=device, dtype=dtype,
-                sampler=sampler, skip_chunk=skip, callback=on_step,
-            )
+            writer.write(process(a, b))
             steps_done = sampler.steps_total(b)
-            out = restore.composite(frames, generated, mats.to(device), resolution, apply=apply[a:b].to(device))
-            writer.write(out.cpu().numpy())
             report("write", b, n_out)
     return RunReport(
         output=output_path, frames=n_out, fps=fps, detector=track.detector,

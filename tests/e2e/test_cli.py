@@ -8,67 +8,18 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "integration"))
+from latentsync import cli
+from latentsync.audio.waveform import load_audio
+from latentsync.io.video import probe_video
 
-import tiny_models  # noqa: E402
-
-from latentsync import cli  # noqa: E402
-from latentsync.audio.waveform import load_audio, to_16k_mono  # noqa: E402
-from latentsync.io.video import probe_video  # noqa: E402
-
-REPO = HERE.parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLIP_FRAMES = 12
-SPEECH_SECONDS = 0.72  # 36 whisper rows -> upstream's 20 output frames at 25 fps
 
 
-@pytest.fixture(scope="session")
-def models(tmp_path_factory, fixtures_dir):
-    root = tmp_path_factory.mktemp("models")
-    ls_dir = root / "latentsync"
-    unet = ls_dir / tiny_models.write_unet(ls_dir, fixtures_dir)
-    whisper = ls_dir / tiny_models.write_whisper(ls_dir, width=384)
-    vae = root / "vae" / tiny_models.write_vae(root / "vae")
-    return {"root": root, "unet": unet, "whisper": whisper, "vae": vae}
-
-
-@pytest.fixture(scope="session")
-def clip(tmp_path_factory, media):
-    """12 frames of demo1's face region (256 px, 25 fps) and 0.72 s of its speech."""
-    folder = tmp_path_factory.mktemp("clip")
-    video = folder / "face.mp4"
-    with av.open(str(media / "demo1_video.mp4")) as src, av.open(str(video), "w") as dst:
-        stream = dst.add_stream("libx264", rate=25)
-        stream.width = stream.height = 256
-        stream.pix_fmt = "yuv420p"
-        for n, frame in enumerate(src.decode(video=0)):
-            if n == CLIP_FRAMES:
-                break
-            img = frame.to_image().crop((352, 480, 800, 928)).resize((256, 256))
-            for packet in stream.encode(av.VideoFrame.from_image(img)):
-                dst.mux(packet)
-        for packet in stream.encode(None):
-            dst.mux(packet)
-    wave, sr = load_audio(str(media / "demo1_audio.wav"))
-    audio = folder / "speech.wav"
-    samples = (wave[:, : int(SPEECH_SECONDS * sr)].numpy() * 32767).astype(np.int16)
-    with av.open(str(audio), "w") as dst:
-        stream = dst.add_stream("pcm_s16le", rate=sr, layout="mono")
-        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
-        frame.sample_rate = sr
-        for packet in stream.encode(frame):
-            dst.mux(packet)
-        for packet in stream.encode(None):
-            dst.mux(packet)
-    return video, audio
-
-
-def args_for(models, *extra: str) -> list[str]:
-    return ["--unet", str(models["unet"]), "--whisper", str(models["whisper"]), "--vae", str(models["vae"]),
+def args_for(models, *extra: str, vae=None) -> list[str]:
+    return ["--unet", str(models["unet"]), "--whisper", str(models["whisper"]), "--vae", str(vae or models["vae"]),
             "--models-dir", str(models["root"]), "--steps", "2", "--device", "cpu", "--detector", "dlib",
             "--no-download", "--quiet", *extra]
 
@@ -82,8 +33,10 @@ def audio_seconds(path: Path) -> float:
 def test_cli_writes_synced_video(models, clip, tmp_path, policy, frames):
     video, audio = clip
     out = tmp_path / f"out_{policy}.mp4"
+    # The first case loads the full-size sd-vae-ft-mse-format file, as a real install does.
+    vae = models["full_vae"]() if policy == "pingpong" else None
     code = cli.run(args_for(models, "--video", str(video), "--audio", str(audio), "--output", str(out),
-                            "--length-policy", policy))
+                            "--length-policy", policy, vae=vae))
     assert code == cli.EXIT_OK
     info = probe_video(str(out))
     assert info.num_frames == frames
