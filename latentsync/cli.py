@@ -236,7 +236,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
                                noise_device="cpu" if args.noise_on_cpu else None),
         length_policy=args.length_policy, detector=args.detector, face_index=face_index,
         keep_silent_mouth=args.keep_silent_mouth, crf=args.crf, preset=args.preset, still_fps=args.fps, overwrite=args.overwrite,
-        models_dir=args.models_dir or default_models_dir(),
+        models_dirs=[args.models_dir or default_models_dir()],
     )
     failed = 0
     for n, (video, audio, out) in enumerate(jobs, 1):

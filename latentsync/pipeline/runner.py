@@ -8,12 +8,13 @@ result. Both the command line and the path-based ComfyUI node call :func:`lipsyn
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Callable, Optional, Union
+from typing import Callable, ContextManager, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ class RunOptions:
     preset: str = "medium"  # x264 speed/size trade-off (ultrafast ... veryslow); quality is set by crf
     still_fps: float = 25.0
     overwrite: bool = False
-    models_dir: Optional[str] = None  # where detector model files are looked up
+    models_dirs: Sequence[str] = ()  # models roots/folders searched for the insightface files
 
 
 @dataclass
@@ -157,8 +158,14 @@ def lipsync_file(
     device: torch.device | str,
     dtype: torch.dtype,
     progress: Optional[StageCallback] = None,
+    points: Optional[np.ndarray] = None,
+    timer: Optional[Callable[[str], ContextManager]] = None,
 ) -> RunReport:
-    """Lip-sync ``video_path`` (or a still image) to ``audio_path`` and write an H.264 + AAC mp4 to ``output_path``."""
+    """Lip-sync ``video_path`` (or a still image) to ``audio_path`` and write an H.264 + AAC mp4 to ``output_path``.
+
+    ``points`` (F, 3, 2) replaces face detection with given alignment points for the source frames (benchmarks,
+    external trackers). ``timer(stage)`` returns a context manager wrapped around each stage (profiling).
+    """
     from ..audio.features import whisper_features
     from ..audio.waveform import load_audio, to_16k_mono
     from ..audio.windows import frame_window_indices, frame_window_indices_at, frame_windows, upstream_frame_count
@@ -178,12 +185,14 @@ def lipsync_file(
     _check_output(output_path, options.overwrite)
     options.sampler.validate()
     report = progress or (lambda stage, done, total: None)
+    stage = timer or (lambda name: contextlib.nullcontext())
 
     # Audio: features for the whole clip (50 rows/s, small) and the waveform for the output track.
-    waveform, sample_rate = load_audio(audio_path)
-    wav16 = to_16k_mono(waveform, sample_rate)
-    whisper_dtype = torch.float16 if device.type == "cuda" else torch.float32  # upstream: fp16 on every GPU
-    features = whisper_features(models.whisper, wav16, device=device, dtype=whisper_dtype)
+    with stage("audio"):
+        waveform, sample_rate = load_audio(audio_path)
+        wav16 = to_16k_mono(waveform, sample_rate)
+        whisper_dtype = torch.float16 if device.type == "cuda" else torch.float32  # upstream: fp16 on every GPU
+        features = whisper_features(models.whisper, wav16, device=device, dtype=whisper_dtype)
     report("audio", 1, 1)
 
     source = FrameSource(video_path, still_fps=options.still_fps)
@@ -194,18 +203,27 @@ def lipsync_file(
     needed = int(plan.source_index.max()) + 1 if n_out else 0
 
     # Pass 1: detect and track faces on the source frames the output uses (three points per frame are kept).
-    models_dirs = [options.models_dir] if options.models_dir else []
-    detector = create_detector(options.detector, models_dirs=models_dirs, device=device.type)
-    tracker = FaceTracker(source.size, face_index=options.face_index, detector=detector.describe())
     parts, stamps = [], []
-    for start, frames, pts in source.iter_all():
-        if start >= needed:
-            break
-        frames, pts = frames[: needed - start], pts[: needed - start]
-        parts.append(tracker.push(detector.detect(frames), signatures=frame_signatures(frames)))
-        stamps.append(np.asarray(pts, np.float64))
-        report("detect", min(start + len(frames), needed), needed)
-    parts.append(tracker.finish())
+    if points is not None:
+        given = np.asarray(points, np.float32)
+        if given.ndim != 3 or given.shape[1:] != (3, 2) or len(given) < needed:
+            raise ValueError(f"points must be ({needed}, 3, 2) alignment points, got {given.shape}")
+        parts.append(FaceTrack(given[:needed], np.ones(needed, bool), np.zeros(needed, bool),
+                               np.zeros((needed, 4), np.float32), detector="given points"))
+        if source.is_vfr:
+            stamps = [pts for _, _, pts in source.iter_all()]
+    else:
+        detector = create_detector(options.detector, models_dirs=list(options.models_dirs), device=device.type)
+        tracker = FaceTracker(source.size, face_index=options.face_index, detector=detector.describe())
+        with stage("detect"):
+            for start, frames, pts in source.iter_all():
+                if start >= needed:
+                    break
+                frames, pts = frames[: needed - start], pts[: needed - start]
+                parts.append(tracker.push(detector.detect(frames), signatures=frame_signatures(frames)))
+                stamps.append(np.asarray(pts, np.float64))
+                report("detect", min(start + len(frames), needed), needed)
+            parts.append(tracker.finish())
     track = FaceTrack.concat(parts)
     resolution = models.resolution
     matrices = track.matrices(resolution, align.AlignmentSmoother())
@@ -242,14 +260,19 @@ def lipsync_file(
 
     def process(a: int, b: int) -> np.ndarray:
         """One window: decode, align, generate, composite (its buffers are freed when it returns)."""
-        frames = torch.from_numpy(source.get(src[a:b].numpy())).to(device)
+        with stage("decode"):
+            frames = torch.from_numpy(source.get(src[a:b].numpy())).to(device)
         mats = matrices[src[a:b]]
-        faces = align.warp_faces(frames, mats, resolution)
-        generated = generate_faces(
-            models.unet, vae, faces, frame_windows(features, windows_idx[a:b]), mask, options.sampler,
-            device=device, dtype=dtype, sampler=sampler, skip_chunk=skip, callback=on_step,
-        )
-        return restore.composite(frames, generated, mats.to(device), resolution, apply=apply[a:b].to(device)).cpu().numpy()
+        with stage("align"):
+            faces = align.warp_faces(frames, mats, resolution)
+        with stage("generate"):
+            generated = generate_faces(
+                models.unet, vae, faces, frame_windows(features, windows_idx[a:b]), mask, options.sampler,
+                device=device, dtype=dtype, sampler=sampler, skip_chunk=skip, callback=on_step,
+            )
+        with stage("composite"):
+            return restore.composite(frames, generated, mats.to(device), resolution,
+                                     apply=apply[a:b].to(device)).cpu().numpy()
 
     chunk = options.sampler.chunk_frames
     window = max(chunk, options.window_frames // chunk * chunk)  # whole chunks, so results equal one-shot
@@ -257,7 +280,9 @@ def lipsync_file(
                      overwrite=options.overwrite, timestamps=timestamps) as writer:
         for a in range(0, n_out, window):
             b = min(a + window, n_out)
-            writer.write(process(a, b))
+            out = process(a, b)
+            with stage("encode"):
+                writer.write(out)
             steps_done = sampler.steps_total(b)
             report("write", b, n_out)
     return RunReport(

@@ -1,0 +1,181 @@
+"""LatentSyncLoadVideo / LatentSyncLoadAudio: files from ComfyUI's input folder (with upload) or a path.
+
+They exist because ComfyUI before mid 2024 has no AUDIO / video loaders, and give VideoHelperSuite-like
+convenience (frames, audio, fps and frame count from one node) on any version. Decoding is PyAV (no ffmpeg
+binary needed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from . import paths
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".gif")
+AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".aiff", ".aif")
+
+
+def _file_state(path: str) -> str:
+    """Cheap change marker for caching (modification time and size, not a hash of a large video)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"missing:{path}"
+    return f"{path}:{st.st_mtime_ns}:{st.st_size}"
+
+
+def _choice_or_path_problem(name: str, path: str, what: str) -> "str | None":
+    import folder_paths
+
+    if path and path.strip():
+        full = paths.resolve_input(name, path)
+        return None if os.path.isfile(full) else f"{what} path not found: {full}"
+    if not name:
+        return f"No {what} chosen: upload one or give a path."
+    if not folder_paths.exists_annotated_filepath(name):
+        return f"{what} file not found in the input folder: {name}"
+    return None
+
+
+def silent_audio(seconds: float, rate: int = 16000) -> dict:
+    import torch
+
+    return {"waveform": torch.zeros(1, 1, max(1, int(round(seconds * rate)))), "sample_rate": rate}
+
+
+class LatentSyncLoadVideo:
+    """Loads a video's frames, audio track, frame rate and frame count."""
+
+    CATEGORY = "LatentSync"
+    DESCRIPTION = (
+        "Loads a video from ComfyUI's input folder (upload button) or from a path: frames as IMAGE (upright, "
+        "rotation applied), its audio track as AUDIO (silence if it has none), fps and frame count. All frames "
+        "are held in memory as float32 (about 25 MB per 1080p frame): use frame_load_cap for long clips, or "
+        "LatentSync Video File, which streams."
+    )
+    FUNCTION = "load"
+    RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT", "INT")
+    RETURN_NAMES = ("images", "audio", "fps", "frame_count")
+    OUTPUT_TOOLTIPS = (
+        "The frames (frames, height, width, 3), float 0..1.",
+        "The video's audio track at its own sample rate (silence when the file has no audio).",
+        "The video's average frame rate.",
+        "Number of frames loaded.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "video": (paths.input_files(VIDEO_SUFFIXES), {
+                    "video_upload": True,
+                    "tooltip": "A video in ComfyUI's input folder (use the upload button to add one).",
+                }),
+                "frame_load_cap": ("INT", {"default": 0, "min": 0, "max": 1_000_000,
+                                           "tooltip": "Load at most this many frames (0 = all)."}),
+                "skip_first_frames": ("INT", {"default": 0, "min": 0, "max": 10_000_000,
+                                              "tooltip": "Start at this frame (the audio is cut to match)."}),
+            },
+            "optional": {
+                "path": ("STRING", {"default": "", "tooltip": "A video file path; when set it is used instead of "
+                                                              "the input-folder file."}),
+            },
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, video, frame_load_cap=0, skip_first_frames=0, path=""):
+        return _file_state(paths.resolve_input(video, path)) + f":{frame_load_cap}:{skip_first_frames}"
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, video, path=""):
+        return _choice_or_path_problem(video, path, "video") or True
+
+    def load(self, video, frame_load_cap, skip_first_frames, path=""):
+        import torch
+
+        from ..latentsync.audio.waveform import load_audio
+        from ..latentsync.io.video import iter_video_frames
+        from ..latentsync.io.video import probe_video
+        from . import comfy_compat as cc
+
+        file = paths.resolve_input(video, path)
+        info = probe_video(file)
+        fps = float(info.fps)
+        count = None if frame_load_cap <= 0 else int(frame_load_cap)
+        expected = max(0, info.num_frames - skip_first_frames)
+        expected = expected if count is None else min(expected, count)
+        progress = cc.Progress(max(1, expected))
+        chunks = []
+        loaded = 0
+        for frames, _ in iter_video_frames(file, start=int(skip_first_frames), count=count, batch=32):
+            chunks.append(torch.from_numpy(frames).float().div_(255.0))
+            loaded += len(frames)
+            progress.set(min(loaded, progress.total))
+        if not chunks:
+            raise ValueError(f"video: no frames to load from {file} (skip_first_frames={skip_first_frames}, "
+                             f"the video has {info.num_frames}).")
+        images = torch.cat(chunks)
+        del chunks
+        start_s = skip_first_frames / fps
+        seconds = images.shape[0] / fps
+        if info.has_audio:
+            wave, rate = load_audio(file)
+            a, b = int(round(start_s * rate)), int(round((start_s + seconds) * rate))
+            audio = {"waveform": wave[:, a:b].unsqueeze(0).contiguous(), "sample_rate": rate}
+        else:
+            log.warning("LatentSync Load Video: %s has no audio track; returning silence.", file)
+            audio = silent_audio(seconds)
+        return (images, audio, fps, int(images.shape[0]))
+
+
+class LatentSyncLoadAudio:
+    """Loads the audio of any audio or video file as AUDIO."""
+
+    CATEGORY = "LatentSync"
+    DESCRIPTION = (
+        "Loads an audio file (wav, mp3, flac, ogg/opus, m4a...) or the audio track of a video from ComfyUI's "
+        "input folder or a path, at its own sample rate and channels (for ComfyUI versions without Load Audio)."
+    )
+    FUNCTION = "load"
+    RETURN_TYPES = ("AUDIO",)
+    RETURN_NAMES = ("audio",)
+    OUTPUT_TOOLTIPS = ("The audio as {waveform [1, channels, samples], sample_rate}.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "audio": (paths.input_files(AUDIO_SUFFIXES + VIDEO_SUFFIXES), {
+                    "tooltip": "An audio (or video) file in ComfyUI's input folder (copy it there, upload it with the "
+                               "core Load Audio node, or give a path below).",
+                }),
+            },
+            "optional": {
+                "path": ("STRING", {"default": "", "tooltip": "An audio file path; when set it is used instead of "
+                                                              "the input-folder file."}),
+            },
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, audio, path=""):
+        return _file_state(paths.resolve_input(audio, path))
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, audio, path=""):
+        return _choice_or_path_problem(audio, path, "audio") or True
+
+    def load(self, audio, path=""):
+        from ..latentsync.audio.waveform import load_audio
+
+        wave, rate = load_audio(paths.resolve_input(audio, path))
+        return ({"waveform": wave.unsqueeze(0).contiguous(), "sample_rate": int(rate)},)
+
+
+NODE_CLASS_MAPPINGS = {"LatentSyncLoadVideo": LatentSyncLoadVideo, "LatentSyncLoadAudio": LatentSyncLoadAudio}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "LatentSyncLoadVideo": "LatentSync Load Video",
+    "LatentSyncLoadAudio": "LatentSync Load Audio",
+}

@@ -1,0 +1,140 @@
+"""Model folders: ``models/latentsync`` registered with ComfyUI, dropdown choices, and name -> file resolution.
+
+The folder is merged into ``folder_paths`` (paths a user added in extra_model_paths.yaml are kept). Dropdowns
+always offer the official file names, so a fresh install can pick them and let the loader download them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+FOLDER = "latentsync"
+MODEL_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".sft")
+
+# Official layout under models/latentsync (kept in step with latentsync/model_files.py).
+OFFICIAL_UNETS = {"1.5/latentsync_unet.pt": "1.5", "1.6/latentsync_unet.pt": "1.6"}
+OFFICIAL_WHISPER = "whisper/tiny.pt"
+OFFICIAL_VAE = "sd-vae-ft-mse.safetensors"
+AUXILIARY_DIR = "auxiliary"
+
+
+def register_model_folder() -> None:
+    """Add ``<models>/latentsync`` to ComfyUI's model folders, keeping user-configured paths and extensions."""
+    import folder_paths
+
+    default = os.path.join(folder_paths.models_dir, FOLDER)
+    try:
+        folder_paths.add_model_folder_path(FOLDER, default, is_default=True)
+    except TypeError:  # ComfyUI before mid 2024: no is_default (appends)
+        if default not in folder_paths.folder_names_and_paths.get(FOLDER, ([], set()))[0]:
+            folder_paths.add_model_folder_path(FOLDER, default)
+    paths, exts = folder_paths.folder_names_and_paths[FOLDER]
+    folder_paths.folder_names_and_paths[FOLDER] = (paths, set(exts) | set(MODEL_SUFFIXES))
+
+
+def _norm(name: str) -> str:
+    return name.replace("\\", "/")
+
+
+def _listing(folder: str) -> list[str]:
+    import folder_paths
+
+    try:
+        return [_norm(n) for n in folder_paths.get_filename_list(folder)]
+    except KeyError:
+        return []
+
+
+def _is_whisper(name: str) -> bool:
+    return name.lower().startswith("whisper/")
+
+
+def _is_auxiliary(name: str) -> bool:
+    return name.lower().startswith(AUXILIARY_DIR + "/")
+
+
+def unet_choices() -> list[str]:
+    """U-Net checkpoints in models/latentsync (not whisper/ or auxiliary/), official names first."""
+    found = [n for n in _listing(FOLDER) if not _is_whisper(n) and not _is_auxiliary(n)]
+    return list(OFFICIAL_UNETS) + sorted(n for n in found if n not in OFFICIAL_UNETS)
+
+
+def whisper_choices() -> list[str]:
+    found = [n for n in _listing(FOLDER) if _is_whisper(n)]
+    return [OFFICIAL_WHISPER] + sorted(n for n in found if n != OFFICIAL_WHISPER)
+
+
+def vae_choices() -> list[str]:
+    found = _listing("vae")
+    return [OFFICIAL_VAE] + sorted(n for n in found if n != OFFICIAL_VAE)
+
+
+def find_file(folder: str, name: str) -> Optional[str]:
+    """Absolute path of a dropdown value, or None when it is not on disk (yet)."""
+    import folder_paths
+
+    for candidate in (name, name.replace("/", os.sep)):
+        try:
+            path = folder_paths.get_full_path(folder, candidate)
+        except KeyError:
+            path = None
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+def models_root() -> str:
+    import folder_paths
+
+    return folder_paths.models_dir
+
+
+def detector_dirs() -> list[str]:
+    """Folders searched for face detector files: the models root, then every models/latentsync and
+    models/insightface folder ComfyUI knows (extra_model_paths.yaml included)."""
+    import folder_paths
+
+    dirs = [folder_paths.models_dir]
+    for name in (FOLDER, "insightface"):
+        try:
+            dirs += [d for d in folder_paths.get_folder_paths(name) if d not in dirs]
+        except KeyError:
+            pass
+    return dirs
+
+
+def official_spec(kind: str, name: str) -> Any:
+    """The downloadable ModelFile behind an official dropdown value, or None for user files."""
+    from ..latentsync import model_files
+
+    name = _norm(name)
+    if kind == "unet" and name in OFFICIAL_UNETS:
+        return model_files.UNET_FILES[OFFICIAL_UNETS[name]]
+    if kind == "whisper" and name == OFFICIAL_WHISPER:
+        return model_files.WHISPER_TINY
+    if kind == "vae" and name == OFFICIAL_VAE:
+        return model_files.VAE_FT_MSE
+    return None
+
+
+def input_files(kinds: tuple[str, ...]) -> list[str]:
+    """Files in ComfyUI's input folder whose extension is one of ``kinds`` (for upload dropdowns)."""
+    import folder_paths
+
+    folder = folder_paths.get_input_directory()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return sorted(n for n in names if os.path.isfile(os.path.join(folder, n)) and n.lower().endswith(kinds))
+
+
+def resolve_input(name: str, path: str = "") -> str:
+    """A file chosen in an upload dropdown, or the explicit ``path`` when one is given (it wins)."""
+    import folder_paths
+
+    path = (path or "").strip().strip('"').strip("'")
+    if path:
+        return os.path.abspath(os.path.expanduser(path))
+    return folder_paths.get_annotated_filepath(name)

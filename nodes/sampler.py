@@ -1,0 +1,138 @@
+"""LatentSyncSampler: audio-conditioned DDIM over 16-frame chunks (CFG, optional DeepCache)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Optional
+
+from .types import AUDIO_FEATURES, MODEL
+
+log = logging.getLogger(__name__)
+
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+def unet_memory(model: Any, frames: int, latent_hw: tuple[int, int], guidance: float) -> int:
+    """Rough activation bytes of one chunk's U-Net call (attention via SDPA), for ComfyUI's memory manager."""
+    import torch
+
+    batch = 2 if guidance > 1.0 else 1
+    base = int(model.config.get("block_out_channels", [320])[0])
+    itemsize = torch.tensor([], dtype=model.dtype).element_size()
+    return int(batch * frames * latent_hw[0] * latent_hw[1] * base * 60 * itemsize)
+
+
+def faceless_chunks(found: Any, frames: int) -> Optional[Callable[[int, int], bool]]:
+    """A ``skip_chunk`` test that is true for chunks in which no frame has a face (None when all have one)."""
+    import torch
+
+    if found is None or len(found) != frames:
+        return None
+    flags = torch.as_tensor(found, dtype=torch.bool)
+    if bool(flags.all()):
+        return None
+    return lambda start, stop: not bool(flags[start:stop].any())
+
+
+def encoded_from_latent(latent: dict) -> Any:
+    """The sampler's inputs from a LATENT made by LatentSync Masked VAE Encode (clear error otherwise)."""
+    from ..latentsync.pipeline.sampler import EncodedFaces
+    from . import types as t
+
+    missing = [k for k in t.ENCODE_KEYS if k not in latent]
+    if missing:
+        raise ValueError(
+            "latent: this LATENT was not made by LatentSync Masked VAE Encode (it lacks "
+            f"{', '.join(missing)}); connect that node's output. Core latents cannot condition LatentSync."
+        )
+    return EncodedFaces(
+        masked_mean=latent[t.KEY_MASKED_MEAN], masked_logvar=latent[t.KEY_MASKED_LOGVAR],
+        ref_mean=latent[t.KEY_REF_MEAN], ref_logvar=latent[t.KEY_REF_LOGVAR], mask_latent=latent[t.KEY_MASK_LATENT],
+    )
+
+
+class LatentSyncSampler:
+    """Repaints the mouth latents of every frame from the audio, 16 frames at a time, as upstream."""
+
+    CATEGORY = "LatentSync"
+    DESCRIPTION = (
+        "Generates the mouth region of every frame from the audio: DDIM with classifier-free guidance over "
+        "16-frame chunks, upstream LatentSync's sampler (same noise order for a seed). Frame i uses the audio "
+        "around time (frame_offset + i) / fps. Chunks without any face are skipped. The progress bar counts "
+        "chunks x steps; Cancel stops within one step."
+    )
+    FUNCTION = "sample"
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("Denoised latents (unscaled, [frames, 4, R/8, R/8]) for LatentSync VAE Decode Composite.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL, {"tooltip": "From Load LatentSync Model."}),
+                "latent": ("LATENT", {"tooltip": "From LatentSync Masked VAE Encode."}),
+                "audio_features": (AUDIO_FEATURES, {"tooltip": "From LatentSync Whisper Audio Embed."}),
+                "seed": ("INT", {"default": 1247, "min": 0, "max": MAX_SEED, "control_after_generate": True,
+                                 "tooltip": "Noise seed (upstream's default is 1247)."}),
+                "steps": ("INT", {"default": 20, "min": 1, "max": 200,
+                                  "tooltip": "DDIM steps per chunk (upstream: 20)."}),
+                "guidance": ("FLOAT", {"default": 1.5, "min": 1.0, "max": 10.0, "step": 0.05,
+                                       "tooltip": "Audio guidance scale (upstream: 1.5; 1.0 turns guidance off and "
+                                                  "halves the work)."}),
+                "deepcache": ("BOOLEAN", {"default": True,
+                                          "tooltip": "Reuse deep U-Net features on 2 of every 3 steps (upstream's "
+                                                     "inference.sh / gradio default): about 2x faster, slightly "
+                                                     "different output."}),
+                "frame_offset": ("INT", {"default": 0, "min": 0, "max": 10_000_000,
+                                         "tooltip": "Index of this batch's first frame in the whole video, for "
+                                                    "meta-batching (e.g. Meta Batch Manager): the audio windows "
+                                                    "start there. 0 for a whole video."}),
+            }
+        }
+
+    def sample(self, model, latent, audio_features, seed, steps, guidance, deepcache, frame_offset=0):
+        from ..latentsync.audio.windows import frame_window_indices, frame_windows
+        from ..latentsync.configs import VAE_SCALING_FACTOR, VAE_SHIFT_FACTOR
+        from ..latentsync.pipeline.sampler import LipsyncSampler, SamplerOptions
+        from . import comfy_compat as cc
+        from . import types as t
+
+        encoded = encoded_from_latent(latent)
+        frames = encoded.num_frames
+        if frames == 0:
+            raise ValueError("latent: no frames to sample.")
+        latent_hw = tuple(int(s) for s in encoded.masked_mean.shape[-2:])
+        if latent_hw != (model.resolution // 8, model.resolution // 8):
+            raise ValueError(
+                f"latent: faces were encoded at {latent_hw[1] * 8} px but the model works at {model.resolution} px; "
+                "use the same model in Face Align Crop and the sampler."
+            )
+        feats = audio_features
+        needed = frame_offset + frames
+        if needed > feats.num_frames:
+            log.warning("LatentSync: %d frames but the audio covers %d at %.3f fps; the last %d frames get the end "
+                        "of the audio (use LatentSync Match Length to loop the video or pad the audio).",
+                        needed, feats.num_frames, feats.fps, needed - feats.num_frames)
+        indices = frame_window_indices(feats.features.shape[0], frames, feats.fps, start_frame=int(frame_offset))
+        windows = frame_windows(feats.features, indices)
+
+        patcher = model.unet
+        options = SamplerOptions(steps=int(steps), guidance_scale=float(guidance), seed=int(seed),
+                                 deepcache=bool(deepcache))
+        options.validate()
+        chunk = options.chunk_frames
+        cc.load_models([patcher], memory_required=unet_memory(model, min(chunk, frames), latent_hw, guidance))
+        device = patcher.load_device
+        sampler = LipsyncSampler(cc.module_of(patcher), options, latent_hw=latent_hw, device=device, dtype=model.dtype)
+        progress = cc.Progress(sampler.steps_total(frames))
+        skip = faceless_chunks(latent.get(t.KEY_FOUND), frames)
+        scaled = sampler.sample(encoded, windows, skip_chunk=skip, callback=progress.callback())
+        samples = (scaled.float() / VAE_SCALING_FACTOR + VAE_SHIFT_FACTOR).to(cc.intermediate_device())
+        out = dict(latent)
+        out["samples"] = samples
+        return (out,)
+
+
+NODE_CLASS_MAPPINGS = {"LatentSyncSampler": LatentSyncSampler}
+NODE_DISPLAY_NAME_MAPPINGS = {"LatentSyncSampler": "LatentSync Sampler"}

@@ -1,0 +1,77 @@
+"""The custom socket types that travel between the LatentSync nodes.
+
+Objects in these types live in ComfyUI's output cache and are shared by every downstream node and later
+runs: nodes read them and never modify them in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+MODEL = "LATENTSYNC_MODEL"
+AUDIO_FEATURES = "LATENTSYNC_AUDIO"
+FACES = "LATENTSYNC_FACES"
+
+# Keys the pack adds to a LATENT dict (core nodes ignore them). "samples" stays an unscaled [F,4,h,w] tensor.
+KEY_MASKED_MEAN = "latentsync_masked_mean"
+KEY_MASKED_LOGVAR = "latentsync_masked_logvar"
+KEY_REF_MEAN = "latentsync_ref_mean"
+KEY_REF_LOGVAR = "latentsync_ref_logvar"
+KEY_MASK_LATENT = "latentsync_mask_latent"  # (1, h, w): 1 keep, 0 regenerate
+KEY_REF_PIXELS = "latentsync_ref_pixels"  # (F, 3, R, R) uint8 aligned faces (the reference images)
+KEY_FACE_MASK = "latentsync_face_mask"  # (R, R) float32 fixed mask at face resolution
+KEY_FOUND = "latentsync_found"  # (F,) bool: frames with a usable face
+ENCODE_KEYS = (KEY_MASKED_MEAN, KEY_MASKED_LOGVAR, KEY_REF_MEAN, KEY_REF_LOGVAR, KEY_MASK_LATENT)
+
+
+@dataclass(eq=False)
+class LatentSyncModel:
+    """A loaded LatentSync model: U-Net and Whisper encoder, each inside a ComfyUI ModelPatcher."""
+
+    unet: Any  # comfy.model_patcher.ModelPatcher around the U-Net
+    whisper: Any  # ModelPatcher around the Whisper encoder
+    config: dict
+    resolution: int
+    version: Optional[str]
+    dtype: Any  # torch.dtype the U-Net computes in
+    whisper_dtype: Any
+    files: dict[str, str]
+    models_dirs: list[str]  # where face detector files are looked up (ComfyUI's models root first)
+    detectors: dict = field(default_factory=dict)  # detector name -> created detector, reused across runs
+
+    def describe(self) -> str:
+        names = ", ".join(f"{k}={v}" for k, v in self.files.items())
+        return f"LatentSync {self.version or 'custom'} @ {self.resolution}px ({names})"
+
+
+@dataclass(eq=False)
+class LatentSyncAudio:
+    """Whisper features of one audio clip and the frame rate they will be cut into windows for."""
+
+    features: Any  # (N, L+1, D) float32 CPU, 50 rows per second
+    fps: float
+    num_frames: int  # frames the audio covers at fps (upstream's count: two more than its duration)
+    duration: float  # seconds
+    waveform16k: Any  # (T,) float32 16 kHz mono
+    sample_rate: int = 16000
+
+
+@dataclass(eq=False)
+class LatentSyncFaces:
+    """Per-frame alignment of the chosen face, plus what compositing needs to paste faces back."""
+
+    matrices: Any  # (F, 2, 3) float32: frame pixels -> crop pixels
+    found: Any  # (F,) bool
+    resets: Any  # (F,) bool: cut detected, smoother restarted
+    points: Any  # (F, 3, 2) float32 alignment points (eyebrow centres, nose)
+    frame_size: tuple[int, int]  # (H, W)
+    resolution: int
+    detector: str
+    report: dict
+    images: Any  # the source IMAGE (F, H, W, C) the faces came from
+    mask: Any  # (R, R) float32 fixed mask, 1 keep / 0 mouth
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.matrices.shape[0])

@@ -1,0 +1,152 @@
+"""LatentSyncVideoFile: video file + audio file -> lip-synced mp4, streamed (for videos too long for an IMAGE batch)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from . import paths
+from .face_align import DETECTORS, LIBRARY_DETECTOR
+from .load_media import AUDIO_SUFFIXES, VIDEO_SUFFIXES, _choice_or_path_problem, _file_state
+from .match_length import POLICIES
+from .sampler import MAX_SEED, unet_memory
+from .types import MODEL
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+class LatentSyncVideoFile:
+    """The whole LatentSync pipeline on files, in bounded memory, writing an mp4."""
+
+    CATEGORY = "LatentSync"
+    DESCRIPTION = (
+        "Runs the complete lip-sync on a video (or a still image) file and an audio file and writes an H.264/AAC "
+        "mp4, without ever holding the whole video in memory: frames are decoded, aligned, generated, pasted "
+        "back and encoded a window at a time. Same results as the node-by-node graph with the same settings. "
+        "Use it for long videos; use the separate nodes to edit intermediate results."
+    )
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def _outputs(cls):
+        from . import comfy_compat as cc
+
+        return ("STRING", "VIDEO") if cc.has_video_type() else ("STRING",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL, {"tooltip": "From Load LatentSync Model."}),
+                "vae": ("VAE", {"tooltip": "sd-vae-ft-mse, from Load LatentSync Model or core Load VAE."}),
+                "video": (paths.input_files(VIDEO_SUFFIXES + IMAGE_SUFFIXES), {
+                    "video_upload": True,
+                    "tooltip": "The video (or a still image) in ComfyUI's input folder."}),
+                "audio": (paths.input_files(AUDIO_SUFFIXES + VIDEO_SUFFIXES), {
+                    "tooltip": "The speech (an audio file, or a video whose audio track is used)."}),
+                "seed": ("INT", {"default": 1247, "min": 0, "max": MAX_SEED, "control_after_generate": True,
+                                 "tooltip": "Noise seed (upstream's default is 1247)."}),
+                "steps": ("INT", {"default": 20, "min": 1, "max": 200, "tooltip": "DDIM steps per 16-frame chunk."}),
+                "guidance": ("FLOAT", {"default": 1.5, "min": 1.0, "max": 10.0, "step": 0.05,
+                                       "tooltip": "Audio guidance scale (upstream: 1.5)."}),
+                "deepcache": ("BOOLEAN", {"default": True, "tooltip": "About 2x faster sampling (upstream default "
+                                                                      "of inference.sh / gradio)."}),
+                "detector": (DETECTORS, {"default": "auto", "tooltip": "Face detector (see Face Align Crop)."}),
+                "face_index": ("INT", {"default": -1, "min": -1, "max": 64,
+                                       "tooltip": "-1 = largest face; 0, 1, ... = left to right."}),
+                "length_policy": (POLICIES, {"default": "pingpong",
+                                             "tooltip": "How the video follows the audio's length (see Match "
+                                                        "Length); a still image is always held."}),
+                "filename_prefix": ("STRING", {"default": "LatentSync", "tooltip": "Output file name prefix."}),
+                "crf": ("INT", {"default": 18, "min": 0, "max": 51, "tooltip": "H.264 quality (lower = better)."}),
+            },
+            "optional": {
+                "video_path": ("STRING", {"default": "", "tooltip": "Video/image path; overrides the upload choice."}),
+                "audio_path": ("STRING", {"default": "", "tooltip": "Audio path; overrides the upload choice."}),
+            },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, video, audio, video_path="", audio_path="", **_):
+        return _file_state(paths.resolve_input(video, video_path)) + _file_state(paths.resolve_input(audio, audio_path))
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, video, audio, video_path="", audio_path=""):
+        return (_choice_or_path_problem(video, video_path, "video")
+                or _choice_or_path_problem(audio, audio_path, "audio") or True)
+
+    def run(self, model, vae, video, audio, seed, steps, guidance, deepcache, detector, face_index, length_policy,
+            filename_prefix, crf, video_path="", audio_path="", prompt=None, extra_pnginfo=None):
+        import folder_paths
+
+        from ..latentsync.io.video import probe_video
+        from ..latentsync.pipeline.runner import RunOptions, lipsync_file
+        from ..latentsync.pipeline.sampler import SamplerOptions
+        from . import comfy_compat as cc
+        from .vae_adapter import ComfyVAE
+
+        video_file = paths.resolve_input(video, video_path)
+        audio_file = paths.resolve_input(audio, audio_path)
+        width = height = 0
+        if not video_file.lower().endswith(IMAGE_SUFFIXES):
+            info = probe_video(video_file)
+            width, height = info.width, info.height
+        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
+            filename_prefix, folder_paths.get_output_directory(), width, height)
+        os.makedirs(folder, exist_ok=True)
+        file = f"{name}_{counter:05}_.mp4"
+        while os.path.exists(os.path.join(folder, file)):
+            counter += 1
+            file = f"{name}_{counter:05}_.mp4"
+        output = os.path.join(folder, file)
+
+        options = RunOptions(
+            sampler=SamplerOptions(steps=int(steps), guidance_scale=float(guidance), seed=int(seed),
+                                   deepcache=bool(deepcache)),
+            length_policy=length_policy, detector=LIBRARY_DETECTOR[detector],
+            face_index="largest" if face_index < 0 else int(face_index),
+            crf=int(crf), models_dirs=list(model.models_dirs),
+        )
+        adapter = ComfyVAE(vae, manage_memory=False)  # all three networks are loaded together below
+        latent_hw = (model.resolution // 8, model.resolution // 8)
+        cc.load_models([model.unet, model.whisper, vae.patcher],
+                       memory_required=unet_memory(model, options.sampler.chunk_frames, latent_hw, guidance))
+        progress = cc.Progress(1)
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            progress.set(done, total)
+
+        nets = _Nets(unet=cc.module_of(model.unet), whisper=cc.module_of(model.whisper), resolution=model.resolution)
+        report = lipsync_file(nets, adapter, video_file, audio_file, output, options, device=model.unet.load_device,
+                              dtype=model.dtype, progress=on_progress)
+        log.info("LatentSync: %s", report.summary())
+        result = [output]
+        if len(self._outputs()) == 2:
+            from comfy_api.input_impl import VideoFromFile
+
+            result.append(VideoFromFile(output))
+        preview = {"filename": file, "subfolder": subfolder, "type": "output", "format": "video/mp4",
+                   "frame_rate": float(report.fps)}
+        return {"ui": {"images": [preview], "animated": (True,), "latentsync_video": [preview],
+                       "text": [report.summary()]}, "result": tuple(result)}
+
+
+class _Nets:
+    """The networks lipsync_file needs (attributes unet, whisper, resolution)."""
+
+    def __init__(self, unet: Any, whisper: Any, resolution: int):
+        self.unet, self.whisper, self.resolution = unet, whisper, resolution
+
+
+LatentSyncVideoFile.RETURN_TYPES = LatentSyncVideoFile._outputs()
+LatentSyncVideoFile.RETURN_NAMES = ("path", "video")[: len(LatentSyncVideoFile.RETURN_TYPES)]
+LatentSyncVideoFile.OUTPUT_TOOLTIPS = ("Path of the written mp4.", "The mp4 as a VIDEO.")[
+    : len(LatentSyncVideoFile.RETURN_TYPES)]
+
+NODE_CLASS_MAPPINGS = {"LatentSyncVideoFile": LatentSyncVideoFile}
+NODE_DISPLAY_NAME_MAPPINGS = {"LatentSyncVideoFile": "LatentSync Video File (streaming)"}

@@ -1,0 +1,121 @@
+// LatentSync nodes: show what ran (detector, faces found, frames passed through), preview written videos on
+// the legacy frontend, and point to the model files. Adds no widgets, so saved workflows are unaffected.
+import { app } from "../../scripts/app.js";
+
+const EXTENSION = "latentsync.nodes";
+const MODEL_HELP = [
+  "LatentSync model files (ComfyUI/models/...):",
+  "  latentsync/1.5/latentsync_unet.pt   <- huggingface.co/ByteDance/LatentSync-1.5",
+  "  latentsync/1.6/latentsync_unet.pt   <- huggingface.co/ByteDance/LatentSync-1.6",
+  "  latentsync/whisper/tiny.pt          <- huggingface.co/ByteDance/LatentSync-1.6 (whisper/tiny.pt)",
+  "  vae/sd-vae-ft-mse.safetensors       <- huggingface.co/stabilityai/sd-vae-ft-mse",
+  "  insightface/models/buffalo_l/       (optional: det_10g.onnx, 2d106det.onnx)",
+  "With 'download' on, the loader fetches missing official files itself.",
+].join("\n");
+const HF_PAGE = "https://huggingface.co/ByteDance/LatentSync-1.6";
+
+function isLegacyFrontend() {
+  return typeof window.__COMFYUI_FRONTEND_VERSION__ === "undefined";
+}
+
+function faceSummary(report) {
+  // Most important first: the badge is cut to the node's width.
+  if (!report) return null;
+  const missing = report.missing_count || 0;
+  let text = `face in ${report.faces_found}/${report.frames} frames`;
+  if (missing) {
+    const shown = (report.missing_frames || []).slice(0, 8).join(", ");
+    text += ` · passed through: ${shown}${missing > 8 ? ", ..." : ""}`;
+  }
+  if ((report.cuts || []).length) text += ` · cuts at ${report.cuts.slice(0, 5).join(", ")}`;
+  const version = report.detector_version || "";
+  text += ` · ${version.startsWith(report.detector) ? version : `${report.detector} ${version}`.trim()}`;
+  return { text, warn: missing > 0 };
+}
+
+function drawBadge(node, ctx, badge) {
+  if (!badge || node.flags?.collapsed) return;
+  ctx.save();
+  ctx.font = "11px sans-serif";
+  const pad = 4;
+  const maxWidth = Math.max(40, node.size[0] - 2 * pad);
+  let text = badge.text;
+  while (text.length > 4 && ctx.measureText(text).width > maxWidth - 2 * pad) text = text.slice(0, -2);
+  if (text !== badge.text) text = text.slice(0, -1) + "…";
+  const width = Math.min(maxWidth, ctx.measureText(text).width + 2 * pad);
+  const y = node.size[1] + 4;
+  ctx.fillStyle = badge.warn ? "#7a4b00" : "#24503a";
+  ctx.beginPath();
+  if (ctx.roundRect) ctx.roundRect(pad, y, width, 16, 4); else ctx.rect(pad, y, width, 16);
+  ctx.fill();
+  ctx.fillStyle = "#fff";
+  ctx.fillText(text, 2 * pad, y + 12);
+  ctx.restore();
+}
+
+function videoUrl(item) {
+  const params = new URLSearchParams({ filename: item.filename, subfolder: item.subfolder || "", type: item.type || "output" });
+  return `/view?${params.toString()}`;
+}
+
+function showLegacyVideo(node, item) {
+  // The 2024 frontend tries to draw an mp4 as an image; show it in a <video> element instead.
+  node.images = [];
+  node.imgs = null;
+  if (!node.addDOMWidget) return;
+  if (!node.latentsyncVideo) {
+    const video = document.createElement("video");
+    Object.assign(video, { controls: true, loop: true, muted: true, autoplay: true });
+    video.style.width = "100%";
+    node.latentsyncVideo = video;
+    const widget = node.addDOMWidget("latentsync_preview", "preview", video, {
+      serialize: false, hideOnZoom: false, getMinHeight: () => 160, getHeight: () => 320,
+    });
+    widget.serialize = false;
+  }
+  node.latentsyncVideo.src = videoUrl(item);
+  node.setSize([node.size[0], node.computeSize([node.size[0], node.size[1]])[1]]);
+}
+
+app.registerExtension({
+  name: EXTENSION,
+
+  async setup() {
+    console.log(`[${EXTENSION}] extension setup`);
+  },
+
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData.category !== "LatentSync") return;
+
+    const onExecuted = nodeType.prototype.onExecuted;
+    nodeType.prototype.onExecuted = function (message) {
+      const result = onExecuted?.apply(this, arguments);
+      const faces = message?.latentsync_faces?.[0];
+      if (faces) this.latentsyncBadge = faceSummary(faces);
+      const summary = message?.text?.[0];
+      if (summary && !faces) this.latentsyncBadge = { text: summary, warn: /passed through/.test(summary) };
+      const video = message?.latentsync_video?.[0];
+      if (video && isLegacyFrontend()) showLegacyVideo(this, video);
+      this.setDirtyCanvas?.(true, true);
+      return result;
+    };
+
+    const onDrawForeground = nodeType.prototype.onDrawForeground;
+    nodeType.prototype.onDrawForeground = function (ctx) {
+      const result = onDrawForeground?.apply(this, arguments);
+      drawBadge(this, ctx, this.latentsyncBadge);
+      return result;
+    };
+
+    if (nodeData.name === "LoadLatentSyncModel" || nodeData.name === "LatentSyncFaceAlignCrop") {
+      const getExtraMenuOptions = nodeType.prototype.getExtraMenuOptions;
+      nodeType.prototype.getExtraMenuOptions = function (canvas, options) {
+        getExtraMenuOptions?.apply(this, arguments);
+        options.push(
+          { content: "LatentSync: where do the model files go?", callback: () => window.alert(MODEL_HELP) },
+          { content: "LatentSync: open the model page", callback: () => window.open(HF_PAGE, "_blank", "noopener") },
+        );
+      };
+    }
+  },
+});
