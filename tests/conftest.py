@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from cpu_torchvision import stub_registrations_if_needed
+
+stub_registrations_if_needed()
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = (REPO_ROOT / ".." / "shared").resolve()
 

@@ -57,6 +57,10 @@ def make_clip(path: Path, frames: int, size=(720, 1280), fps: int = 25) -> None:
 def main() -> None:
     workdir, frames, unet, whisper, vae = Path(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:6]
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from cpu_torchvision import stub_registrations_if_needed
+
+    stub_registrations_if_needed()
     from latentsync.pipeline.models import load_models
     from latentsync.pipeline.runner import RunOptions, lipsync_file
     from latentsync.pipeline.sampler import SamplerOptions

@@ -1,0 +1,160 @@
+"""End-to-end benchmark of the file pipeline on a GPU: per-stage wall time, fps, peak VRAM and peak host RSS.
+
+    python bench/bench_pipeline.py --video demo1_video.mp4 --audio demo1_audio.wav \
+        --landmarks demo1_landmarks3.json --cases 256:off,256:on,512:off,512:on [--json out.json]
+
+Random full-size models (bench/latentsync_impl.py), precomputed alignment points instead of face detection (as
+the shared upstream baseline does), 20 DDIM steps, guidance 1.5, fp16, seed 1247. Each case: build the models,
+one warm-up call on the first 20 frames, then the timed call. Stage times use torch.cuda.synchronize() at every
+stage boundary; the peak RSS is the kernel's VmHWM, reset before the timed call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from latentsync_impl import Impl  # noqa: E402
+
+STAGES = ("audio", "decode", "align", "generate", "composite", "encode")
+
+
+class Recorder:
+    """Stage timer with a device sync at each boundary (accumulates per stage name)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+
+class Landmarks:
+    def __init__(self, path: str):
+        self.points = json.load(open(path))["landmarks3"]
+
+    def for_frame(self, i: int):
+        return self.points[min(i, len(self.points) - 1)]
+
+
+def vm_hwm_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_hwm() -> None:
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def warm_inputs(video: str, audio: str, workdir: str) -> tuple[str, str]:
+    """The first 20 frames and 0.64 s of audio (18 output frames: chunks of 16 + 2), like the upstream harness."""
+    import av
+    import numpy as np
+
+    from latentsync.io.video import VideoWriter, iter_video_frames, probe_video
+
+    info = probe_video(video)
+    frames = np.concatenate([f for f, _ in iter_video_frames(video, count=20)])
+    out_v = os.path.join(workdir, "warm.mp4")
+    with VideoWriter(out_v, info.fps, crf=18, preset="ultrafast", overwrite=True) as w:
+        w.write(frames)
+    from latentsync.audio.waveform import load_audio
+
+    wave, sr = load_audio(audio)
+    out_a = os.path.join(workdir, "warm.wav")
+    pcm = (wave[:, : int(0.64 * sr)].clamp(-1, 1).numpy() * 32767).astype("int16")
+    with av.open(out_a, "w") as c:
+        s = c.add_stream("pcm_s16le", rate=sr, layout="mono" if pcm.shape[0] == 1 else "stereo")
+        fr = av.AudioFrame.from_ndarray(pcm.T.reshape(1, -1).copy() if pcm.shape[0] > 1 else pcm,
+                                        format="s16", layout=s.layout.name)
+        fr.sample_rate = sr
+        for p in s.encode(fr):
+            c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return out_v, out_a
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--video", required=True)
+    ap.add_argument("--audio", required=True)
+    ap.add_argument("--landmarks", required=True)
+    ap.add_argument("--cases", default="256:off,256:on,512:off,512:on")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--window", type=int, default=16)
+    ap.add_argument("--smoke", action="store_true", help="narrow random models (CPU plumbing check)")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    landmarks = Landmarks(args.landmarks)
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        warm_v, warm_a = warm_inputs(args.video, args.audio, work)
+        for case_text in args.cases.split(","):
+            res, dc = case_text.split(":")
+            case = {"resolution": int(res), "deepcache": dc == "on", "steps": args.steps, "window_frames": args.window,
+                    "smoke": args.smoke, "dtype": "fp16" if torch.cuda.is_available() else "fp32"}
+            rec = Recorder()
+            impl = Impl(case, rec, work)
+            impl.run(warm_v, warm_a, os.path.join(work, "warm_out.mp4"), landmarks)
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            reset_hwm()
+            rec.seconds.clear()
+            t0 = time.perf_counter()
+            out = impl.run(args.video, args.audio, os.path.join(work, f"out_{res}_{dc}.mp4"), landmarks)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            total = time.perf_counter() - t0
+            row = {
+                "case": case, "frames": out["n_out_frames"], "seconds": total, "fps": out["n_out_frames"] / total,
+                "stages": {k: round(v, 3) for k, v in rec.seconds.items()},
+                "vram_peak_alloc_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0,
+                "vram_peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if torch.cuda.is_available() else 0.0,
+                "host_peak_rss_gib": vm_hwm_mb() / 1024,
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            del impl
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    print(f"\n{'case':10s} {'frames':>6s} {'total s':>8s} {'fps':>6s} {'VRAM res GiB':>12s} {'RSS GiB':>8s}  " +
+          " ".join(f"{s:>9s}" for s in STAGES))
+    for r in rows:
+        name = f"{r['case']['resolution']}:{'on' if r['case']['deepcache'] else 'off'}"
+        print(f"{name:10s} {r['frames']:6d} {r['seconds']:8.2f} {r['fps']:6.2f} {r['vram_peak_reserved_gib']:12.2f} "
+              f"{r['host_peak_rss_gib']:8.2f}  " + " ".join(f"{r['stages'].get(s, 0):9.2f}" for s in STAGES))
+    if args.json:
+        gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+        json.dump({"env": {"torch": torch.__version__, "gpu": gpu}, "rows": rows},
+                  open(args.json, "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""This pack as an implementation for the shared LatentSync benchmark harness (../shared/tools/baseline), and the
+random full-size models both drivers use.
+
+Harness use (upstream and this pack timed side by side, same inputs, fresh process per case):
+    device_run.sh 560 "demo1=256:off,512:on" --impl upstream_impl --impl bench.latentsync_impl:Impl
+Standalone: bench/bench_pipeline.py.
+
+Face detection is replaced by the harness's precomputed alignment points (as for upstream), so both sides time
+the same work. Models are random at full size (no weights can be downloaded on the benchmark machines).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from latentsync.configs import RESOLUTION_BY_VERSION, unet_config  # noqa: E402
+from latentsync.pipeline.models import LipsyncModels  # noqa: E402
+from latentsync.pipeline.runner import RunOptions, lipsync_file  # noqa: E402
+from latentsync.pipeline.sampler import SamplerOptions  # noqa: E402
+
+
+def random_models(resolution: int, device: torch.device, dtype: torch.dtype, seed: int = 0,
+                  smoke: bool = False) -> LipsyncModels:
+    """Full-size U-Net (stage2), Whisper tiny encoder and sd-vae-ft-mse-shaped VAE with random weights
+    (``smoke``: narrow versions of the same architectures, to check the plumbing on a CPU)."""
+    from diffusers import AutoencoderKL
+
+    from latentsync.models.unet import UNet3DConditionModel
+    from latentsync.models.whisper import WhisperDims, WhisperEncoder
+    from latentsync.pipeline.vae import DiffusersVAE
+
+    torch.manual_seed(seed)
+    config = unet_config("stage2")
+    vae_channels = [128, 256, 512, 512]
+    if smoke:
+        config.update(block_out_channels=[32, 32, 32, 64], attention_head_dim=2)
+        config["motion_module_kwargs"]["num_attention_heads"] = 2
+        vae_channels = [32, 32, 32, 32]
+    with torch.device(device):
+        unet = UNet3DConditionModel(config)
+        whisper = WhisperEncoder(WhisperDims())
+        vae = AutoencoderKL(block_out_channels=vae_channels, down_block_types=["DownEncoderBlock2D"] * 4,
+                            up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=2, latent_channels=4,
+                            sample_size=256)
+    for module in (unet, vae):  # default inits leave some layers zero; give every weight a small random value
+        with torch.no_grad():
+            for p in module.parameters():
+                if p.dim() > 1 and not bool(p.any()):
+                    p.normal_(0, 0.02)
+    unet = unet.to(dtype).eval().requires_grad_(False)
+    vae = vae.to(dtype).eval().requires_grad_(False)
+    return LipsyncModels(unet=unet, whisper=whisper.eval().requires_grad_(False), resolution=resolution,
+                         vae=DiffusersVAE(vae))
+
+
+class Impl:
+    """Harness adapter: builds the models once (not timed); ``run`` is one full lip-sync call."""
+
+    group_of = {"audio": "audio_features", "decode": "video_read", "align": "affine", "generate": "unet_loop",
+                "composite": "restore", "encode": "write_mux"}
+
+    def __init__(self, case: dict, rec, workdir: str):
+        self.case, self.rec = case, rec
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[case.get("dtype", "fp16")]
+        resolution = int(case.get("resolution", RESOLUTION_BY_VERSION["1.6"]))
+        self.models = random_models(resolution, self.device, self.dtype, smoke=bool(case.get("smoke", False)))
+        self.options = RunOptions(
+            sampler=SamplerOptions(steps=int(case.get("steps", 20)), guidance_scale=float(case.get("guidance", 1.5)),
+                                   seed=int(case.get("seed", 1247)), deepcache=bool(case.get("deepcache", False))),
+            length_policy="pingpong", crf=int(case.get("crf", 18)), preset=case.get("preset", "medium"), overwrite=True,
+            window_frames=int(case.get("window_frames", 16)),
+        )
+        self.report = None
+
+    def run(self, video_path: str, audio_path: str, out_path: str, landmarks) -> dict:
+        from latentsync.io.video import probe_video
+
+        frames = probe_video(video_path).num_frames
+        points = np.asarray([landmarks.for_frame(i) for i in range(frames)], np.float32)
+        self.report = lipsync_file(self.models, self.models.vae, video_path, audio_path, out_path, self.options,
+                                   device=self.device, dtype=self.dtype, points=points, timer=self.rec.stage)
+        return {"n_out_frames": self.report.frames}
+
+    def details(self) -> dict:
+        return {"seconds_inside": self.report.seconds if self.report else None}
