@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--length-policy", default="pingpong", choices=["pingpong", "loop", "trim", "hold_last", "pad_audio"],
                    help="when audio and video lengths differ (default pingpong, as upstream)")
     s.add_argument("--keep-silent-mouth", action="store_true", help="keep the original mouth where the audio is silent")
+    s.add_argument("--posterior-mean", action="store_true",
+                   help="use the VAE posterior mean instead of a random sample (upstream samples)")
     f = p.add_argument_group("faces")
     f.add_argument("--detector", default="auto", help="auto (insightface when its files are present, else the bundled "
                    "offline detector), insightface, or the offline detector's name")
@@ -172,6 +174,7 @@ def load_everything(args: argparse.Namespace, device, dtype):
             specs.append(spec)
     paths = dict(chosen)
     paths.update(mf.ensure_files(specs, root, allow_download=not args.no_download))
+    mf.ensure_detector_files(args.detector, [root], allow_download=not args.no_download)
     models = load_models(paths[unet_spec.key], paths[mf.WHISPER_TINY.key], version=args.version, device=device,
                          dtype=dtype, vae_path=paths[mf.VAE_FT_MSE.key])
     return models, models.vae
@@ -233,7 +236,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     seed = None if args.seed == -1 else args.seed
     options = RunOptions(
         sampler=SamplerOptions(steps=args.steps, guidance_scale=args.guidance, seed=seed, deepcache=args.deepcache,
-                               noise_device="cpu" if args.noise_on_cpu else None),
+                               noise_device="cpu" if args.noise_on_cpu else None,
+                               posterior="mean" if args.posterior_mean else "sample"),
         length_policy=args.length_policy, detector=args.detector, face_index=face_index,
         keep_silent_mouth=args.keep_silent_mouth, crf=args.crf, preset=args.preset, still_fps=args.fps, overwrite=args.overwrite,
         models_dirs=[args.models_dir or default_models_dir()],

@@ -95,12 +95,14 @@ def download(spec: ModelFile, models_root: str) -> str:
     # hf_hub_download keeps the repo's sub-path under local_dir; download into a staging dir, then move.
     staging = os.path.join(target_dir, ".download")
     path = hf_hub_download(spec.repo_id, spec.filename, revision=spec.revision, local_dir=staging)
+    problem = None
     if spec.size is not None and os.path.getsize(path) != spec.size:
-        raise OSError(f"{path}: size {os.path.getsize(path)} != expected {spec.size}; the download is incomplete")
-    if spec.sha256 is not None:
-        got = sha256_of(path)
-        if got != spec.sha256:
-            raise OSError(f"{path}: sha256 {got} != expected {spec.sha256}; delete it and try again")
+        problem = f"size {os.path.getsize(path)} != expected {spec.size} (incomplete download)"
+    elif spec.sha256 is not None and sha256_of(path) != spec.sha256:
+        problem = f"sha256 differs from the expected {spec.sha256}"
+    if problem:
+        os.remove(path)  # our own staging copy, never a user's file
+        raise OSError(f"{spec.url}: {problem}; the file was discarded, try again")
     os.replace(path, dest)
     return dest
 
@@ -144,3 +146,27 @@ def ensure_files(
     if failed:
         raise ModelFilesMissing(failed, "the download failed (offline?) — " + "; ".join(errors))
     return resolved
+
+
+def insightface_files() -> list[ModelFile]:
+    """buffalo_l's detector and landmark files (upstream's face detector) as downloadable specs."""
+    from .face.detectors.insightface_onnx import INSIGHTFACE_FILES, LICENSE_NOTE, MODEL_SUBDIRS
+
+    return [
+        ModelFile(f"insightface-{f.name}", f.repo_id or "", f.repo_path or f.name, MODEL_SUBDIRS[0],
+                  revision=f.revision or "main", sha256=f.sha256, size=f.size, note=LICENSE_NOTE)
+        for f in INSIGHTFACE_FILES
+    ]
+
+
+def ensure_detector_files(detector: str, models_dirs: Sequence[str], *, allow_download: bool) -> None:
+    """For ``detector == "insightface"``, make sure its files exist under one of ``models_dirs`` (download into
+    the first when allowed). "auto" never downloads: it uses insightface only when the files are already there."""
+    if detector != "insightface" or not models_dirs:
+        return
+    from .face.detectors.insightface_onnx import find_insightface_files
+
+    try:
+        find_insightface_files(models_dirs)
+    except Exception:  # DetectorUnavailableError: not found anywhere
+        ensure_files(insightface_files(), models_dirs[0], allow_download=allow_download)

@@ -178,6 +178,7 @@ class LoadLatentSyncModel:
             whisper_dtype=w_dtype,
             files={k: os.path.basename(v) for k, v in files.items()},
             models_dirs=paths.detector_dirs(),
+            allow_download=bool(download),
         )
         log.info("LatentSync: %s", bundle.describe())
         return (bundle, vae_obj)

@@ -22,16 +22,19 @@ def unet_memory(model: Any, frames: int, latent_hw: tuple[int, int], guidance: f
     return int(batch * frames * latent_hw[0] * latent_hw[1] * base * 60 * itemsize)
 
 
-def faceless_chunks(found: Any, frames: int) -> Optional[Callable[[int, int], bool]]:
-    """A ``skip_chunk`` test that is true for chunks in which no frame has a face (None when all have one)."""
+def skipped_chunks(found: Any, silent: Any, frames: int) -> Optional[Callable[[int, int], bool]]:
+    """A ``skip_chunk`` test, true for chunks in which no frame will be pasted back (no face, or silent audio
+    whose original mouth is kept); None when every chunk is needed."""
     import torch
 
-    if found is None or len(found) != frames:
+    needed = torch.ones(frames, dtype=torch.bool)
+    if found is not None and len(found) == frames:
+        needed &= torch.as_tensor(found, dtype=torch.bool)
+    if silent is not None:
+        needed &= ~silent
+    if bool(needed.all()):
         return None
-    flags = torch.as_tensor(found, dtype=torch.bool)
-    if bool(flags.all()):
-        return None
-    return lambda start, stop: not bool(flags[start:stop].any())
+    return lambda start, stop: not bool(needed[start:stop].any())
 
 
 def encoded_from_latent(latent: dict) -> Any:
@@ -88,10 +91,21 @@ class LatentSyncSampler:
                                          "tooltip": "Index of this batch's first frame in the whole video, for "
                                                     "meta-batching (e.g. Meta Batch Manager): the audio windows "
                                                     "start there. 0 for a whole video."}),
-            }
+            },
+            "optional": {
+                "keep_silent_mouth": ("BOOLEAN", {"default": False,
+                                                  "tooltip": "Keep the original mouth where the audio is silent "
+                                                             "(voice-activity detection): no mouth flapping in "
+                                                             "pauses, and silent 16-frame chunks are not computed."}),
+                "posterior": (["sample (upstream)", "mean"], {"default": "sample (upstream)",
+                                                              "tooltip": "How the face latents enter the U-Net: a "
+                                                                         "random sample of the VAE posterior (as "
+                                                                         "upstream) or its mean (deterministic)."}),
+            },
         }
 
-    def sample(self, model, latent, audio_features, seed, steps, guidance, deepcache, frame_offset=0):
+    def sample(self, model, latent, audio_features, seed, steps, guidance, deepcache, frame_offset=0,
+               keep_silent_mouth=False, posterior="sample (upstream)"):
         from ..latentsync.audio.windows import frame_window_indices, frame_windows
         from ..latentsync.configs import VAE_SCALING_FACTOR, VAE_SHIFT_FACTOR
         from ..latentsync.pipeline.sampler import LipsyncSampler, SamplerOptions
@@ -119,18 +133,25 @@ class LatentSyncSampler:
 
         patcher = model.unet
         options = SamplerOptions(steps=int(steps), guidance_scale=float(guidance), seed=int(seed),
-                                 deepcache=bool(deepcache))
+                                 deepcache=bool(deepcache), posterior="mean" if posterior == "mean" else "sample")
         options.validate()
         chunk = options.chunk_frames
         cc.load_models([patcher], memory_required=unet_memory(model, min(chunk, frames), latent_hw, guidance))
         device = patcher.load_device
         sampler = LipsyncSampler(cc.module_of(patcher), options, latent_hw=latent_hw, device=device, dtype=model.dtype)
         progress = cc.Progress(sampler.steps_total(frames))
-        skip = faceless_chunks(latent.get(t.KEY_FOUND), frames)
+        silent = None
+        if keep_silent_mouth:
+            from ..latentsync.audio.silence import silent_frames
+
+            silent = silent_frames(feats.waveform16k, needed, feats.fps)[int(frame_offset):needed]
+        skip = skipped_chunks(latent.get(t.KEY_FOUND), silent, frames)
         scaled = sampler.sample(encoded, windows, skip_chunk=skip, callback=progress.callback())
         samples = (scaled.float() / VAE_SCALING_FACTOR + VAE_SHIFT_FACTOR).to(cc.intermediate_device())
         out = dict(latent)
         out["samples"] = samples
+        if silent is not None:
+            out[t.KEY_SILENT] = silent
         return (out,)
 
 

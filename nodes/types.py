@@ -22,6 +22,7 @@ KEY_MASK_LATENT = "latentsync_mask_latent"  # (1, h, w): 1 keep, 0 regenerate
 KEY_REF_PIXELS = "latentsync_ref_pixels"  # (F, 3, R, R) uint8 aligned faces (the reference images)
 KEY_FACE_MASK = "latentsync_face_mask"  # (R, R) float32 fixed mask at face resolution
 KEY_FOUND = "latentsync_found"  # (F,) bool: frames with a usable face
+KEY_SILENT = "latentsync_silent"  # (F,) bool: frames whose original mouth is kept (silent audio)
 ENCODE_KEYS = (KEY_MASKED_MEAN, KEY_MASKED_LOGVAR, KEY_REF_MEAN, KEY_REF_LOGVAR, KEY_MASK_LATENT)
 
 
@@ -39,6 +40,7 @@ class LatentSyncModel:
     files: dict[str, str]
     models_dirs: list[str]  # where face detector files are looked up (ComfyUI's models root first)
     detectors: dict = field(default_factory=dict)  # detector name -> created detector, reused across runs
+    allow_download: bool = False  # the loader's "download" switch (also for the insightface files)
 
     def describe(self) -> str:
         names = ", ".join(f"{k}={v}" for k, v in self.files.items())

@@ -92,6 +92,9 @@ class LatentSyncVAEDecodeComposite:
         device = cc.torch_device()
         out_dev = cc.intermediate_device()
         found = torch.as_tensor(faces.found, dtype=torch.bool)
+        silent = samples.get(t.KEY_SILENT)
+        if silent is not None and len(silent) == num:
+            found = found & ~torch.as_tensor(silent, dtype=torch.bool)  # silent frames keep their original mouth
         progress = cc.Progress(num)
         frames_out, faces_out = [], []
         for start in range(0, num, BATCH):

@@ -40,7 +40,7 @@ class SamplerOptions:
     deepcache: bool = False
     deepcache_interval: int = DEEPCACHE_INTERVAL
     chunk_frames: int = NUM_FRAMES_PER_CHUNK
-    noise_device: Optional[str] = None  # None: the execution device, as upstream; "cpu": same noise on any device
+    noise_device: Optional[str] = None  # None: the execution device, as upstream; "cpu": same noise on any device/dtype
     posterior: str = "sample"  # "sample" (upstream) or "mean"
 
     def validate(self) -> None:
@@ -115,8 +115,11 @@ class LipsyncSampler:
         self.frames_done = 0
 
     def _randn(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        x = torch.randn(shape, generator=self.generator, device=self._noise_device, dtype=dtype)
-        return x.to(self.device)
+        # On the execution device the draw is in the model's dtype, as upstream draws it; on the CPU it is float32
+        # and cast, so a seed gives the same noise whatever the device and dtype.
+        draw = torch.float32 if self._noise_device.type == "cpu" else dtype
+        x = torch.randn(shape, generator=self.generator, device=self._noise_device, dtype=draw)
+        return x.to(self.device, dtype)
 
     def _posterior(self, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         mean = mean.to(self.device)

@@ -213,3 +213,34 @@ def test_missing_model_files_give_one_offline_message(comfy):
     for expected in ("1.6/latentsync_unet.pt", "whisper/tiny.pt", "vae/sd-vae-ft-mse.safetensors",
                      "huggingface.co/ByteDance/LatentSync-1.6", "huggingface.co/stabilityai/sd-vae-ft-mse"):
         assert expected in text.replace("\\", "/"), expected
+
+
+def test_keep_silent_mouth_leaves_silent_frames_untouched(comfy, tmp_path):
+    """With keep_silent_mouth on and silent audio, nothing is generated and every frame comes back as it went in."""
+    silent = tmp_path / "silence.wav"
+    with av.open(str(silent), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=16000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000 // 4), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 16000
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    prompt = configure(load_api("lipsync_still_image_api.json"), comfy, steps=1)
+    for nid in nodes_of(prompt, "LatentSyncLoadAudio"):
+        prompt[nid]["inputs"]["path"] = str(silent)
+    sampler = nodes_of(prompt, "LatentSyncSampler")[0]
+    prompt[sampler]["inputs"]["keep_silent_mouth"] = True
+    decode = nodes_of(prompt, "LatentSyncVAEDecodeComposite")[0]
+    prompt["91"] = {"class_type": "SaveImage", "inputs": {"images": [decode, 0], "filename_prefix": "test/silent"}}
+    run = comfy.run(prompt)
+    assert_ok(comfy, run)
+    report = run.outputs(nodes_of(prompt, "LatentSyncFaceAlignCrop")[0])["latentsync_faces"][0]
+    assert report["faces_found"] == report["frames"] > 0, report  # faces were there: only the silence kept them
+    image = nodes_of(prompt, "LoadImage")[0]
+    source = np.asarray(Image.open(os.path.join(comfy.input_dir, prompt[image]["inputs"]["image"])).convert("RGB"))
+    saved = run.outputs("91")["images"]
+    assert len(saved) == report["frames"]
+    for item in saved:
+        frame = np.asarray(Image.open(os.path.join(comfy.output_dir, item["subfolder"], item["filename"])).convert("RGB"))
+        assert np.array_equal(frame, source), item["filename"]
