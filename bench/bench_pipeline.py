@@ -106,6 +106,7 @@ def main() -> None:
     ap.add_argument("--cases", default="256:off,256:on,512:off,512:on")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--window", type=int, default=16)
+    ap.add_argument("--vae-batch", type=int, default=None, help="frames per VAE call (default: the adapter's budget)")
     ap.add_argument("--smoke", action="store_true", help="narrow random models (CPU plumbing check)")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -116,7 +117,7 @@ def main() -> None:
         for case_text in args.cases.split(","):
             res, dc = case_text.split(":")
             case = {"resolution": int(res), "deepcache": dc == "on", "steps": args.steps, "window_frames": args.window,
-                    "smoke": args.smoke, "dtype": "fp16" if torch.cuda.is_available() else "fp32"}
+                    "smoke": args.smoke, "vae_batch": args.vae_batch, "dtype": "fp16" if torch.cuda.is_available() else "fp32"}
             rec = Recorder()
             impl = Impl(case, rec, work)
             impl.run(warm_v, warm_a, os.path.join(work, "warm_out.mp4"), landmarks)

@@ -26,7 +26,7 @@ from latentsync.pipeline.sampler import SamplerOptions  # noqa: E402
 
 
 def random_models(resolution: int, device: torch.device, dtype: torch.dtype, seed: int = 0,
-                  smoke: bool = False) -> LipsyncModels:
+                  smoke: bool = False, vae_batch: int | None = None) -> LipsyncModels:
     """Full-size U-Net (stage2), Whisper tiny encoder and sd-vae-ft-mse-shaped VAE with random weights
     (``smoke``: narrow versions of the same architectures, to check the plumbing on a CPU)."""
     from diffusers import AutoencoderKL
@@ -56,7 +56,7 @@ def random_models(resolution: int, device: torch.device, dtype: torch.dtype, see
     unet = unet.to(dtype).eval().requires_grad_(False)
     vae = vae.to(dtype).eval().requires_grad_(False)
     return LipsyncModels(unet=unet, whisper=whisper.eval().requires_grad_(False), resolution=resolution,
-                         vae=DiffusersVAE(vae))
+                         vae=DiffusersVAE(vae, batch_size=vae_batch))
 
 
 class Impl:
@@ -70,7 +70,8 @@ class Impl:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[case.get("dtype", "fp16")]
         resolution = int(case.get("resolution", RESOLUTION_BY_VERSION["1.6"]))
-        self.models = random_models(resolution, self.device, self.dtype, smoke=bool(case.get("smoke", False)))
+        self.models = random_models(resolution, self.device, self.dtype, smoke=bool(case.get("smoke", False)),
+                                    vae_batch=case.get("vae_batch"))
         self.options = RunOptions(
             sampler=SamplerOptions(steps=int(case.get("steps", 20)), guidance_scale=float(case.get("guidance", 1.5)),
                                    seed=int(case.get("seed", 1247)), deepcache=bool(case.get("deepcache", False))),

@@ -27,11 +27,22 @@ class LatentVAE(Protocol):
 
 
 class DiffusersVAE:
-    """Adapter for a diffusers ``AutoencoderKL`` (sd-vae-ft-mse in upstream)."""
+    """Adapter for a diffusers ``AutoencoderKL`` (sd-vae-ft-mse in upstream).
 
-    def __init__(self, vae: torch.nn.Module, *, batch_size: int = 16):
+    Frames go through in batches of about ``pixel_budget`` pixels (8 faces at 256 px, 2 at 512 px): the VAE's
+    full-resolution activations, not the U-Net, set the peak VRAM, and small batches cost little time
+    (measured on an H200: 17.3 -> 7.5 GiB reserved at 512 px for +5 % time).
+    """
+
+    def __init__(self, vae: torch.nn.Module, *, batch_size: int | None = None, pixel_budget: int = 8 * 256 * 256):
         self.vae = vae
-        self.batch_size = max(1, batch_size)
+        self.batch_size = batch_size
+        self.pixel_budget = pixel_budget
+
+    def _batch(self, pixels_per_item: int) -> int:
+        if self.batch_size is not None:
+            return max(1, self.batch_size)
+        return max(1, self.pixel_budget // max(1, pixels_per_item))
 
     @property
     def device(self) -> torch.device:
@@ -44,7 +55,7 @@ class DiffusersVAE:
     @torch.no_grad()
     def encode_moments(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         means, logvars = [], []
-        for part in pixels.split(self.batch_size):
+        for part in pixels.split(self._batch(pixels.shape[-1] * pixels.shape[-2])):
             dist = self.vae.encode(part.to(self.device, self.dtype)).latent_dist
             means.append(dist.mean)
             logvars.append(dist.logvar)  # diffusers clamps it to [-30, 20], as its sample() uses
@@ -52,7 +63,8 @@ class DiffusersVAE:
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.vae.decode(z.to(self.device, self.dtype)).sample for z in latents.split(self.batch_size)])
+        batch = self._batch(latents.shape[-1] * latents.shape[-2] * 64)
+        return torch.cat([self.vae.decode(z.to(self.device, self.dtype)).sample for z in latents.split(batch)])
 
 
 def load_diffusers_vae(path: str, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> DiffusersVAE:
