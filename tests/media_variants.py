@@ -60,6 +60,21 @@ def decode_audio(path: Path) -> tuple[np.ndarray, int]:
         return np.concatenate(pieces, axis=1), stream.rate
 
 
+def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
+    """16-bit PCM wav from int16 samples ``(T,)`` or ``(C, T)`` (mono or stereo), written with plain PyAV."""
+    pcm = np.asarray(samples, np.int16)
+    pcm = pcm[None] if pcm.ndim == 1 else pcm
+    layout = "mono" if pcm.shape[0] == 1 else "stereo"
+    with av.open(str(path), "w", format="wav") as out:
+        stream = out.add_stream("pcm_s16le", rate=rate, layout=layout)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm.T.reshape(1, -1)), format="s16", layout=layout)
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
 def _resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
     layout = "stereo" if wave.shape[0] == 2 else "mono"
     frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave), format="fltp", layout=layout)

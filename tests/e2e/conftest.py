@@ -16,7 +16,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "integration"))
 
 import tiny_models  # noqa: E402
-from media_variants import session_variants  # noqa: E402
+from media_variants import session_variants, write_wav  # noqa: E402
 
 CLIP_FRAMES = 12
 SPEECH_SECONDS = 0.72  # 36 whisper rows -> upstream's 20 output frames at 25 fps
@@ -71,15 +71,7 @@ def clip(tmp_path_factory, media):
             dst.mux(packet)
     wave, sr = load_audio(str(media / "demo1_audio.wav"))
     audio = folder / "speech.wav"
-    samples = (wave[:, : int(SPEECH_SECONDS * sr)].numpy() * 32767).astype(np.int16)
-    with av.open(str(audio), "w") as dst:
-        stream = dst.add_stream("pcm_s16le", rate=sr, layout="mono")
-        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
-        frame.sample_rate = sr
-        for packet in stream.encode(frame):
-            dst.mux(packet)
-        for packet in stream.encode(None):
-            dst.mux(packet)
+    write_wav(audio, (wave[:, : int(SPEECH_SECONDS * sr)].numpy() * 32767).astype(np.int16), sr)
     return video, audio
 
 

@@ -19,6 +19,7 @@ sys.path.insert(0, str(HERE.parent))  # tests/ (comfy_env) — tests/ is not a p
 sys.path.insert(0, str(HERE))
 
 import tiny_models  # noqa: E402
+from media_variants import write_wav  # noqa: E402
 from comfy_env import ComfyServer, ComfyUnavailable  # noqa: E402
 from workflow_helpers import (  # noqa: E402
     CLIP_FPS,
@@ -84,18 +85,6 @@ def _write_clip(path: Path, frames: np.ndarray, speech: np.ndarray, rate: int) -
             out.mux(packet)
 
 
-def _write_wav(path: Path, speech: np.ndarray, rate: int) -> None:
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("pcm_s16le", rate=rate)
-        stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(speech.astype(np.int16)[None, :], format="s16", layout="mono")
-        frame.sample_rate = rate
-        for packet in stream.encode(frame):
-            out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-
-
 @pytest.fixture(scope="session")
 def comfy(tmp_path_factory, fixtures_dir, media):
     """A running ComfyUI with the pack, tiny models in its models folder and the test media in its input."""
@@ -110,8 +99,8 @@ def comfy(tmp_path_factory, fixtures_dir, media):
     frames = _demo_frames(media)
     speech, rate = _demo_speech(media, SPEECH_SECONDS)
     _write_clip(server.input_dir / VIDEO_NAME, frames, _demo_speech(media, CLIP_FRAMES / CLIP_FPS)[0], rate)
-    _write_wav(server.input_dir / SPEECH_NAME, speech, rate)
-    _write_wav(server.input_dir / SHORT_SPEECH_NAME, speech[: int(SHORT_SPEECH_SECONDS * rate)], rate)
+    write_wav(server.input_dir / SPEECH_NAME, speech, rate)
+    write_wav(server.input_dir / SHORT_SPEECH_NAME, speech[: int(SHORT_SPEECH_SECONDS * rate)], rate)
     from PIL import Image
 
     Image.fromarray(frames[0]).save(server.input_dir / STILL_NAME)

@@ -9,6 +9,7 @@ from fractions import Fraction
 import av
 import pytest
 import numpy as np
+from media_variants import write_wav
 from PIL import Image
 from workflow_helpers import (
     CLIP_FPS,
@@ -218,14 +219,7 @@ def test_missing_model_files_give_one_offline_message(comfy):
 def test_keep_silent_mouth_leaves_silent_frames_untouched(comfy, tmp_path):
     """With keep_silent_mouth on and silent audio, nothing is generated and every frame comes back as it went in."""
     silent = tmp_path / "silence.wav"
-    with av.open(str(silent), "w") as out:
-        stream = out.add_stream("pcm_s16le", rate=16000, layout="mono")
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000 // 4), np.int16), format="s16", layout="mono")
-        frame.sample_rate = 16000
-        for packet in stream.encode(frame):
-            out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    write_wav(silent, np.zeros(16000 // 4, np.int16), 16000)
     prompt = configure(load_api("lipsync_still_image_api.json"), comfy, steps=1)
     for nid in nodes_of(prompt, "LatentSyncLoadAudio"):
         prompt[nid]["inputs"]["path"] = str(silent)
