@@ -3,6 +3,7 @@ and the offline message. Tiny random models in the real file formats; see confte
 
 from __future__ import annotations
 
+import json
 import os
 from fractions import Fraction
 
@@ -79,9 +80,13 @@ def test_basic_workflow_writes_synced_mp4_with_progress(comfy):
     prompt = configure(load_api("lipsync_basic_api.json"), comfy, steps=steps, short=False)
     run = comfy.run(prompt)
     assert_ok(comfy, run)
-    frames, rate, audio_seconds, size = probe_mp4(mp4_of(comfy, run, nodes_of(prompt, "LatentSyncMuxAudio")[0]))
+    mp4 = mp4_of(comfy, run, nodes_of(prompt, "LatentSyncMuxAudio")[0])
+    frames, rate, audio_seconds, size = probe_mp4(mp4)
     assert frames == FRAMES
     assert rate == CLIP_FPS
+    with av.open(mp4) as container:  # the prompt travels in the file's metadata, as core SaveVideo does
+        saved = json.loads(container.metadata["prompt"])
+    assert saved[nodes_of(prompt, "LatentSyncSampler")[0]]["class_type"] == "LatentSyncSampler"
     assert size == (256, 256)
     assert abs(audio_seconds - FRAMES / CLIP_FPS) <= 1024 / 16000 + 1e-6  # within one AAC frame
     face_align = nodes_of(prompt, "LatentSyncFaceAlignCrop")[0]
