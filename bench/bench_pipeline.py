@@ -49,11 +49,14 @@ class Recorder:
 
 
 class Landmarks:
-    def __init__(self, path: str):
+    """Per-frame alignment points; ``loop``: the input is the source video looped (index modulo its length)."""
+
+    def __init__(self, path: str, loop: bool = False):
         self.points = json.load(open(path))["landmarks3"]
+        self.loop = loop
 
     def for_frame(self, i: int):
-        return self.points[min(i, len(self.points) - 1)]
+        return self.points[i % len(self.points) if self.loop else min(i, len(self.points) - 1)]
 
 
 def vm_hwm_mb() -> float:
@@ -106,11 +109,12 @@ def main() -> None:
     ap.add_argument("--cases", default="256:off,256:on,512:off,512:on")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--window", type=int, default=16)
+    ap.add_argument("--loop-landmarks", action="store_true", help="the video is the landmarks' source looped")
     ap.add_argument("--vae-batch", type=int, default=None, help="frames per VAE call (default: the adapter's budget)")
     ap.add_argument("--smoke", action="store_true", help="narrow random models (CPU plumbing check)")
     ap.add_argument("--json")
     args = ap.parse_args()
-    landmarks = Landmarks(args.landmarks)
+    landmarks = Landmarks(args.landmarks, loop=args.loop_landmarks)
     rows = []
     with tempfile.TemporaryDirectory() as work:
         warm_v, warm_a = warm_inputs(args.video, args.audio, work)
