@@ -106,8 +106,9 @@ class LoadLatentSyncModel:
             "required": {
                 "unet": (paths.unet_choices(), {
                     "default": "1.6/latentsync_unet.pt",
-                    "tooltip": "U-Net checkpoint in models/latentsync. 1.5/ = LatentSync 1.5 (256 px faces, ~8 GB "
-                               "VRAM), 1.6/ = LatentSync 1.6 (512 px, ~18 GB). Official names are downloaded if missing.",
+                    "tooltip": "U-Net checkpoint in models/latentsync. 1.5/ = LatentSync 1.5 (256 px faces, about 5 GB "
+                               "VRAM at fp16), 1.6/ = LatentSync 1.6 (512 px, about 7 GB). Official names are downloaded "
+                               "if missing.",
                 }),
                 "whisper": (paths.whisper_choices(), {
                     "tooltip": "Whisper audio encoder in models/latentsync/whisper (tiny.pt for both releases).",
