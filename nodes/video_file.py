@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 from . import paths
 from .face_align import DETECTORS, LIBRARY_DETECTOR
@@ -85,6 +84,7 @@ class LatentSyncVideoFile:
         import folder_paths
 
         from ..latentsync.io.video import probe_video
+        from ..latentsync.pipeline.models import LipsyncModels
         from ..latentsync.pipeline.runner import RunOptions, lipsync_file
         from ..latentsync.pipeline.sampler import SamplerOptions
         from . import comfy_compat as cc
@@ -121,7 +121,8 @@ class LatentSyncVideoFile:
         def on_progress(stage: str, done: int, total: int) -> None:
             progress.set(done, total)
 
-        nets = _Nets(unet=cc.module_of(model.unet), whisper=cc.module_of(model.whisper), resolution=model.resolution)
+        nets = LipsyncModels(unet=cc.module_of(model.unet), whisper=cc.module_of(model.whisper),
+                             resolution=model.resolution)
         report = lipsync_file(nets, adapter, video_file, audio_file, output, options, device=model.unet.load_device,
                               dtype=model.dtype, progress=on_progress)
         log.info("LatentSync: %s", report.summary())
@@ -134,13 +135,6 @@ class LatentSyncVideoFile:
                    "frame_rate": float(report.fps)}
         return {"ui": {"images": [preview], "animated": (True,), "latentsync_video": [preview],
                        "text": [report.summary()]}, "result": tuple(result)}
-
-
-class _Nets:
-    """The networks lipsync_file needs (attributes unet, whisper, resolution)."""
-
-    def __init__(self, unet: Any, whisper: Any, resolution: int):
-        self.unet, self.whisper, self.resolution = unet, whisper, resolution
 
 
 LatentSyncVideoFile.RETURN_TYPES = LatentSyncVideoFile._outputs()

@@ -9,6 +9,7 @@ result. Both the command line and the path-based ComfyUI node call :func:`lipsyn
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -250,10 +251,6 @@ def lipsync_file(
     latent_hw = (resolution // 8, resolution // 8)
     sampler = LipsyncSampler(models.unet, options.sampler, latent_hw=latent_hw, device=device, dtype=dtype)
     steps_total = sampler.steps_total(n_out)
-    steps_done = 0
-
-    def on_step(done: int, total: int) -> None:
-        report("sample", steps_done + done, steps_total)
 
     def skip(start: int, stop: int) -> bool:
         return not bool(apply[start:stop].any())
@@ -268,7 +265,8 @@ def lipsync_file(
         with stage("generate"):
             generated = generate_faces(
                 models.unet, vae, faces, frame_windows(features, windows_idx[a:b]), mask, options.sampler,
-                device=device, dtype=dtype, sampler=sampler, skip_chunk=skip, callback=on_step,
+                device=device, dtype=dtype, sampler=sampler, skip_chunk=skip, callback=functools.partial(report, "sample"),
+                steps_total=steps_total,
             )
         with stage("composite"):
             return restore.composite(frames, generated, mats.to(device), resolution,
@@ -283,7 +281,6 @@ def lipsync_file(
             out = process(a, b)
             with stage("encode"):
                 writer.write(out)
-            steps_done = sampler.steps_total(b)
             report("write", b, n_out)
     return RunReport(
         output=output_path, frames=n_out, fps=fps, detector=track.detector,

@@ -8,7 +8,6 @@ node graph and the streaming CLI give the same numbers as upstream's single call
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -113,6 +112,7 @@ class LipsyncSampler:
         # One noise frame repeated over every frame of the video (upstream quirk 9); it is the first draw.
         self.noise = self._randn((1, LATENT_CHANNELS, 1, h, w), dtype)
         self.frames_done = 0
+        self.steps_done = 0  # U-Net steps over every call, so progress runs on across streaming windows
 
     def _randn(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         # On the execution device the draw is in the model's dtype, as upstream draws it; on the CPU it is float32
@@ -139,7 +139,6 @@ class LipsyncSampler:
         *,
         skip_chunk: Optional[Callable[[int, int], bool]] = None,
         callback: Optional[ProgressCallback] = None,
-        steps_offset: int = 0,
         steps_total: Optional[int] = None,
     ) -> torch.Tensor:
         """Denoise ``encoded.num_frames`` frames (whole chunks) -> scaled latents (F, 4, h, w) on the device.
@@ -147,12 +146,14 @@ class LipsyncSampler:
         ``audio_windows`` (F, S, D) conditions each frame (None: no audio layer). ``skip_chunk(start, stop)`` may
         return True for chunks nobody will see (no face, silence); their random draws are still taken so later
         chunks do not change, and their latents are the encoded reference (cheap to decode, never composited).
+        ``callback`` gets the steps done since the sampler was made and ``steps_total`` (default: to the end of
+        this call), so a streaming caller passes the whole video's total once.
         """
         num_frames = encoded.num_frames
         opts = self.options
         bounds = chunk_bounds(num_frames, opts.chunk_frames)
-        total = steps_total if steps_total is not None else len(bounds) * opts.steps
-        done = steps_offset
+        done = self.steps_done
+        total = steps_total if steps_total is not None else done + len(bounds) * opts.steps
         out = []
         for start, stop in bounds:
             part = encoded.slice(start, stop)
@@ -169,6 +170,7 @@ class LipsyncSampler:
             done += opts.steps
             out.append(latents)
         self.frames_done += num_frames
+        self.steps_done = done
         return torch.cat(out) if out else torch.empty(0, LATENT_CHANNELS, *self.noise.shape[-2:], device=self.device)
 
     def _denoise_chunk(
@@ -252,7 +254,3 @@ def decode_faces(vae, latents: torch.Tensor, ref_faces: torch.Tensor, mask: torc
             ref_pixels = prepare_face_inputs(ref_pixels, mask)[0]
         out.append(paste_mouth(decoded, ref_pixels.to(decoded.dtype), mask.to(decoded.device, decoded.dtype)))
     return torch.cat(out)
-
-
-def num_chunks(num_frames: int, chunk_frames: int = NUM_FRAMES_PER_CHUNK) -> int:
-    return math.ceil(num_frames / chunk_frames)

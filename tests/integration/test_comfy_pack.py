@@ -60,6 +60,22 @@ def assert_ok(comfy, run):
     assert run.ok, f"{run.outcome}: {run.error()}\n{comfy.log_tail(40)}"
 
 
+def save_composite(prompt: dict, node_id: str, prefix: str) -> None:
+    """Add a SaveImage of VAE Decode Composite's frames to ``prompt`` as node ``node_id``."""
+    decode = nodes_of(prompt, "LatentSyncVAEDecodeComposite")[0]
+    prompt[node_id] = {"class_type": "SaveImage", "inputs": {"images": [decode, 0], "filename_prefix": prefix}}
+
+
+def assert_saved_frames_equal(comfy, run, node_id: str, source_name: str, count: int) -> None:
+    """Every frame the SaveImage node wrote is bit-identical to the input image ``source_name``."""
+    source = np.asarray(Image.open(os.path.join(comfy.input_dir, source_name)).convert("RGB"))
+    saved = run.outputs(node_id)["images"]
+    assert len(saved) == count
+    for item in saved:
+        frame = np.asarray(Image.open(os.path.join(comfy.output_dir, item["subfolder"], item["filename"])).convert("RGB"))
+        assert np.array_equal(frame, source), item["filename"]
+
+
 def test_every_node_is_listed_with_docs(comfy):
     info = comfy.object_info()
     for node_id in NODE_IDS:
@@ -145,18 +161,12 @@ def test_frames_without_a_face_pass_through_unchanged(comfy):
     prompt = configure(load_api("lipsync_still_image_api.json"), comfy, steps=1)
     for nid in nodes_of(prompt, "LoadImage"):
         prompt[nid]["inputs"]["image"] = NO_FACE_NAME
-    decode = nodes_of(prompt, "LatentSyncVAEDecodeComposite")[0]
-    prompt["90"] = {"class_type": "SaveImage", "inputs": {"images": [decode, 0], "filename_prefix": "test/noface"}}
+    save_composite(prompt, "90", "test/noface")
     run = comfy.run(prompt)
     assert_ok(comfy, run)
     report = run.outputs(nodes_of(prompt, "LatentSyncFaceAlignCrop")[0])["latentsync_faces"][0]
     assert report["faces_found"] == 0 and report["missing_count"] == SHORT_FRAMES, report
-    source = np.asarray(Image.open(os.path.join(comfy.input_dir, NO_FACE_NAME)).convert("RGB"))
-    saved = run.outputs("90")["images"]
-    assert len(saved) == SHORT_FRAMES
-    for item in saved:
-        frame = np.asarray(Image.open(os.path.join(comfy.output_dir, item["subfolder"], item["filename"])).convert("RGB"))
-        assert np.array_equal(frame, source), item["filename"]
+    assert_saved_frames_equal(comfy, run, "90", NO_FACE_NAME, SHORT_FRAMES)
 
 
 def test_tts_upscale_workflow(comfy):
@@ -230,16 +240,10 @@ def test_keep_silent_mouth_leaves_silent_frames_untouched(comfy, tmp_path):
         prompt[nid]["inputs"]["path"] = str(silent)
     sampler = nodes_of(prompt, "LatentSyncSampler")[0]
     prompt[sampler]["inputs"]["keep_silent_mouth"] = True
-    decode = nodes_of(prompt, "LatentSyncVAEDecodeComposite")[0]
-    prompt["91"] = {"class_type": "SaveImage", "inputs": {"images": [decode, 0], "filename_prefix": "test/silent"}}
+    save_composite(prompt, "91", "test/silent")
     run = comfy.run(prompt)
     assert_ok(comfy, run)
     report = run.outputs(nodes_of(prompt, "LatentSyncFaceAlignCrop")[0])["latentsync_faces"][0]
     assert report["faces_found"] == report["frames"] > 0, report  # faces were there: only the silence kept them
-    image = nodes_of(prompt, "LoadImage")[0]
-    source = np.asarray(Image.open(os.path.join(comfy.input_dir, prompt[image]["inputs"]["image"])).convert("RGB"))
-    saved = run.outputs("91")["images"]
-    assert len(saved) == report["frames"]
-    for item in saved:
-        frame = np.asarray(Image.open(os.path.join(comfy.output_dir, item["subfolder"], item["filename"])).convert("RGB"))
-        assert np.array_equal(frame, source), item["filename"]
+    image = prompt[nodes_of(prompt, "LoadImage")[0]]["inputs"]["image"]
+    assert_saved_frames_equal(comfy, run, "91", image, report["frames"])

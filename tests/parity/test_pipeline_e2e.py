@@ -17,7 +17,7 @@ from latentsync.face import align, restore
 from latentsync.face.mask import mask_from_image
 from latentsync.models.unet import UNet3DConditionModel, load_unet_state_dict
 from latentsync.pipeline.length import plan_length
-from latentsync.pipeline.sampler import LipsyncSampler, SamplerOptions, decode_faces, encode_faces
+from latentsync.pipeline.sampler import LipsyncSampler, SamplerOptions, chunk_bounds, decode_faces, encode_faces
 from latentsync.pipeline.vae import DiffusersVAE
 
 FILE = "pipeline_e2e.safetensors"
@@ -102,8 +102,7 @@ def test_pipeline_matches_upstream(e2e, check, fixtures_dir, deepcache):
 
     encoded = encode_faces(vae, faces, mask)
     latents = sampler.sample(encoded, windows, callback=None)
-    bounds = [(s, min(s + options.chunk_frames, faces.shape[0])) for s in range(0, faces.shape[0], options.chunk_frames)]
-    chunk_sizes = [b - a for a, b in bounds]
+    chunk_sizes = [b - a for a, b in chunk_bounds(faces.shape[0], options.chunk_frames)]
     assert chunk_sizes == params["chunk_sizes"]
 
     key = "deepcache_final_latents" if deepcache else "nodeepcache_final_latents"
