@@ -12,6 +12,16 @@ from torch import nn
 from .layers import from_tokens, memory_format_of, to_tokens
 
 
+def small_sequence_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Softmax attention with explicit fp32 scores, for short sequences (the motion modules' <= 24 frames).
+
+    Fused SDPA kernels tile 64+ query rows, so at 16 frames most of their work is padding; here the tiny score
+    matrices are plain batched products. Same math as SDPA (default scale), softmax in float32.
+    """
+    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+    return torch.matmul(scores.softmax(dim=-1).to(v.dtype), v)
+
+
 class Attention(nn.Module):
     """Multi-head attention: q/k/v projections without bias, output projection with bias, SDPA default scale."""
 
@@ -20,6 +30,7 @@ class Attention(nn.Module):
         inner = heads * head_dim
         kv_dim = dim if context_dim is None else context_dim
         self.heads = heads
+        self.small_sequence_kernel = False  # explicit-score attention (set by the U-Net for short sequences)
         self.to_q = ops.Linear(dim, inner, bias=False)
         self.to_k = ops.Linear(kv_dim, inner, bias=False)
         self.to_v = ops.Linear(kv_dim, inner, bias=False)
@@ -33,7 +44,10 @@ class Attention(nn.Module):
         """x: (N, L, dim); context: (N, S, context_dim) or None for self-attention."""
         source = x if context is None else context
         q, k, v = self._heads(self.to_q(x)), self._heads(self.to_k(source)), self._heads(self.to_v(source))
-        out = F.scaled_dot_product_attention(q, k, v)
+        if self.small_sequence_kernel:
+            out = small_sequence_attention(q, k, v)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
         return self.to_out[0](out.transpose(1, 2).flatten(2))
 
 

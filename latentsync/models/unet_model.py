@@ -221,50 +221,74 @@ class UNet3DConditionModel(nn.Module):
         ``deepcache``: see :class:`DeepCacheState` (full step when empty, cached step when filled).
         A channels-last-3d ``sample`` makes every folded activation channels-last.
         """
-        batch, frames = self._check_inputs(sample, encoder_hidden_states)
-        dtype = sample.dtype
+        self._check_inputs(sample, encoder_hidden_states)
+        if deepcache is not None and len(self.up_blocks[-1].resnets) < 2:
+            raise ValueError("DeepCache needs at least 2 layers in the last up block (layers_per_block >= 1).")
+        if deepcache is not None and deepcache.cached is not None:
+            return self.cached_step(sample, timestep, encoder_hidden_states, self._checked_cache(deepcache, sample))
+        eps, captured = self.full_step(sample, timestep, encoder_hidden_states, capture=deepcache is not None)
+        if deepcache is not None:
+            deepcache.cached = captured
+        return eps
+
+    def _prepare(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor | None):
+        """Shared head of both step kinds: folded conv_in output, SiLU(time embedding), flat audio context."""
+        batch = sample.shape[0]
         fmt = (torch.channels_last if not sample.is_contiguous()
                and sample.is_contiguous(memory_format=torch.channels_last_3d) else torch.contiguous_format)
         context = None
         if encoder_hidden_states is not None and self.config.get("add_audio_layer", False):
-            context = encoder_hidden_states.flatten(0, encoder_hidden_states.dim() - 3).to(dtype)
+            context = encoder_hidden_states.flatten(0, encoder_hidden_states.dim() - 3).to(sample.dtype)
         temb_act = F.silu(self._time_features(timestep, batch, sample))
         if self.config.get("center_input_sample", False):
             sample = 2 * sample - 1.0
+        return self.conv_in(fold_frames(sample, fmt)), temb_act, context
 
-        x = self.conv_in(fold_frames(sample, fmt))
-        last = self.up_blocks[-1]
-        if deepcache is not None and len(last.resnets) < 2:
-            raise ValueError("DeepCache needs at least 2 layers in the last up block (layers_per_block >= 1).")
-        if deepcache is not None and deepcache.cached is not None:
-            x = last.layer(len(last.resnets) - 1, torch.cat((self._cached(deepcache, x, batch), x), dim=1),
-                           temb_act, context, batch)
-        else:
-            skips = [x]
-            for level in self.down_blocks:
-                x = level(x, temb_act, context, batch, skips)
-            x = self.mid_block(x, temb_act, context, batch)
-            captured = None
-            for level in self.up_blocks:
-                capture = len(level.resnets) - 2 if (deepcache is not None and level is last) else None
-                x, captured = level(x, temb_act, context, batch, skips, capture=capture)
-            if deepcache is not None:
-                deepcache.cached = as_video(captured, batch)
-
+    def _head_out(self, x: torch.Tensor, batch: int) -> torch.Tensor:
         x = self.conv_out(F.silu(frame_joint_norm(self.conv_norm_out, x, batch), inplace=True))
         return unfold_frames(x, batch)
 
-    def _cached(self, state: DeepCacheState, fresh: torch.Tensor, batch: int) -> torch.Tensor:
-        """The cached hidden state folded like ``fresh``; refuses a cache from another chunk shape."""
+    def full_step(
+        self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor | None = None, *,
+        capture: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The whole U-Net; also returns DeepCache's hidden state when ``capture`` (tensors only: compilable)."""
+        batch = sample.shape[0]
+        x, temb_act, context = self._prepare(sample, timestep, encoder_hidden_states)
+        last = self.up_blocks[-1]
+        skips = [x]
+        for level in self.down_blocks:
+            x = level(x, temb_act, context, batch, skips)
+        x = self.mid_block(x, temb_act, context, batch)
+        captured = None
+        for level in self.up_blocks:
+            point = len(level.resnets) - 2 if (capture and level is last) else None
+            x, got = level(x, temb_act, context, batch, skips, capture=point)
+            captured = got if got is not None else captured
+        return self._head_out(x, batch), (as_video(captured, batch) if capture else None)
+
+    def cached_step(
+        self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor | None, cached: torch.Tensor
+    ) -> torch.Tensor:
+        """DeepCache's cheap step: conv_in -> the last up-block layer on ``cat(cached, x)`` -> conv_out."""
+        batch = sample.shape[0]
+        x, temb_act, context = self._prepare(sample, timestep, encoder_hidden_states)
+        last = self.up_blocks[-1]
+        x = last.layer(len(last.resnets) - 1, torch.cat((fold_frames(cached.to(x.dtype), memory_format_of(x)), x),
+                                                         dim=1), temb_act, context, batch)
+        return self._head_out(x, batch)
+
+    def _checked_cache(self, state: DeepCacheState, sample: torch.Tensor) -> torch.Tensor:
+        """The cached hidden state; refuses a cache from another chunk shape."""
         cached = state.cached
-        n, _, h, w = fresh.shape
-        expected = (batch, self.up_blocks[-1].resnets[-1].conv1.out_channels, n // batch, h, w)
+        b, _, f, h, w = sample.shape
+        expected = (b, self.up_blocks[-1].resnets[-1].conv1.out_channels, f, h, w)
         if tuple(cached.shape) != expected:
             raise ValueError(
                 f"DeepCacheState holds a cache of shape {tuple(cached.shape)} but this input needs {expected}; "
                 "clear the state (state.clear()) whenever the chunk or batch changes."
             )
-        return fold_frames(cached.to(fresh.dtype), memory_format_of(fresh))
+        return cached
 
     @property
     def dtype(self) -> torch.dtype:
