@@ -41,6 +41,7 @@ class SamplerOptions:
     chunk_frames: int = NUM_FRAMES_PER_CHUNK
     noise_device: Optional[str] = None  # None: the execution device, as upstream; "cpu": same noise on any device/dtype
     posterior: str = "sample"  # "sample" (upstream) or "mean"
+    batch_chunks: int = 1  # chunks denoised together in one U-Net call (same result, better GPU use)
 
     def validate(self) -> None:
         if self.steps < 1:
@@ -51,6 +52,8 @@ class SamplerOptions:
             raise ValueError(f"chunk_frames must be within 1..24 (motion-module positions), got {self.chunk_frames}")
         if self.deepcache_interval < 1:
             raise ValueError(f"deepcache_interval must be >= 1, got {self.deepcache_interval}")
+        if not 1 <= self.batch_chunks <= 16:
+            raise ValueError(f"batch_chunks must be within 1..16, got {self.batch_chunks}")
         if self.posterior not in ("sample", "mean"):
             raise ValueError(f"posterior must be 'sample' or 'mean', got {self.posterior!r}")
 
@@ -154,72 +157,128 @@ class LipsyncSampler:
         bounds = chunk_bounds(num_frames, opts.chunk_frames)
         done = self.steps_done
         total = steps_total if steps_total is not None else done + len(bounds) * opts.steps
-        out = []
+        # The random draws happen chunk by chunk in upstream's order before any denoising, so grouping chunks
+        # into one U-Net call changes nothing but speed.
+        out: list[Optional[torch.Tensor]] = []
+        pending: list[tuple[int, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]] = []
         for start, stop in bounds:
             part = encoded.slice(start, stop)
             masked = (self._posterior(part.masked_mean, part.masked_logvar) - VAE_SHIFT_FACTOR) * VAE_SCALING_FACTOR
             ref = (self._posterior(part.ref_mean, part.ref_logvar) - VAE_SHIFT_FACTOR) * VAE_SCALING_FACTOR
             if skip_chunk is not None and skip_chunk(self.frames_done + start, self.frames_done + stop):
                 out.append(ref.to(self.dtype))
-                done += opts.steps
-                if callback is not None:
-                    callback(done, total)
                 continue
+            out.append(None)
             audio = None if audio_windows is None else audio_windows[start:stop]
-            latents = self._denoise_chunk(masked, ref, part.mask_latent, audio, done, total, callback)
-            done += opts.steps
-            out.append(latents)
+            pending.append((len(out) - 1, masked, ref, audio))
+        skipped = len(bounds) - len(pending)
+        if skipped and callback is not None:
+            done += skipped * opts.steps
+            callback(done, total)
+        full = [p for p in pending if p[1].shape[0] == opts.chunk_frames]
+        groups = [full[i : i + opts.batch_chunks] for i in range(0, len(full), opts.batch_chunks)]
+        groups += [[p] for p in pending if p[1].shape[0] != opts.chunk_frames]
+        for group in groups:
+            latents = self._denoise_group(
+                [p[1] for p in group], [p[2] for p in group], encoded.mask_latent,
+                None if audio_windows is None else [p[3] for p in group], done, total, callback,
+            )
+            done += len(group) * opts.steps
+            for p, z in zip(group, latents):
+                out[p[0]] = z
         self.frames_done += num_frames
         self.steps_done = done
-        return torch.cat(out) if out else torch.empty(0, LATENT_CHANNELS, *self.noise.shape[-2:], device=self.device)
+        if not out:
+            return torch.empty(0, LATENT_CHANNELS, *self.noise.shape[-2:], device=self.device)
+        return torch.cat(out)
 
-    def _denoise_chunk(
+    def _unet_batch(self, masked: list[torch.Tensor], ref: list[torch.Tensor], mask_latent: torch.Tensor,
+                    audio: Optional[list[torch.Tensor]]) -> tuple[torch.Tensor, Optional[torch.Tensor], int]:
+        """Conditioning channels ``(B, 9, f, h, w)`` and audio ``(B, f, S, D)`` for a group of equal chunks, the
+        group padded to the U-Net's fixed batch; CFG puts the unconditional copies first."""
+        dev, dtype = self.device, self.dtype
+        fixed = int(getattr(self.unet, "fixed_batch", 1))
+        n = len(masked)
+        if n < fixed:  # pad with copies of the last chunk so a compiled graph's shape is met; results discarded
+            masked, ref = masked + [masked[-1]] * (fixed - n), ref + [ref[-1]] * (fixed - n)
+            audio = None if audio is None else audio + [audio[-1]] * (fixed - n)
+        k, f = len(masked), masked[0].shape[0]
+
+        def to_video(parts: list[torch.Tensor]) -> torch.Tensor:  # k x (f, c, h, w) -> (k, c, f, h, w)
+            return torch.stack(parts).to(dev, dtype).permute(0, 2, 1, 3, 4)
+
+        mask = mask_latent.to(dev, dtype).reshape(1, 1, 1, *mask_latent.shape[-2:]).expand(k, 1, f, -1, -1)
+        cond = torch.cat([mask, to_video(masked), to_video(ref)], dim=1)
+        audio_in = None
+        if audio is not None:
+            audio_in = torch.stack(audio).to(dev, dtype)
+            if self.options.guidance_scale > 1.0:
+                audio_in = torch.cat([torch.zeros_like(audio_in), audio_in])
+        if self.options.guidance_scale > 1.0:
+            cond = torch.cat([cond, cond])
+        return cond, audio_in, k
+
+    def _denoise_group(
         self,
-        masked: torch.Tensor,
-        ref: torch.Tensor,
+        masked: list[torch.Tensor],
+        ref: list[torch.Tensor],
         mask_latent: torch.Tensor,
-        audio: Optional[torch.Tensor],
+        audio: Optional[list[torch.Tensor]],
         done: int,
         total: int,
         callback: Optional[ProgressCallback],
-    ) -> torch.Tensor:
-        opts, dtype, dev = self.options, self.dtype, self.device
-        f = masked.shape[0]
+    ) -> list[torch.Tensor]:
+        """Denoise equal-length chunks together; returns each chunk's latents (f, 4, h, w)."""
+        opts, dev = self.options, self.device
+        n, f = len(masked), masked[0].shape[0]
         cfg = opts.guidance_scale > 1.0
-        batch = 2 if cfg else 1
-
-        def to_video(x: torch.Tensor) -> torch.Tensor:  # (f, c, h, w) -> (batch, c, f, h, w)
-            return x.to(dev, dtype).permute(1, 0, 2, 3).unsqueeze(0).expand(batch, -1, -1, -1, -1)
-
-        mask = mask_latent.to(dev, dtype).reshape(1, 1, 1, *mask_latent.shape[-2:]).expand(batch, 1, f, -1, -1)
-        cond = torch.cat([mask, to_video(masked), to_video(ref)], dim=1)
-        if audio is not None:
-            audio = audio.to(dev, dtype).unsqueeze(0)
-            if cfg:
-                audio = torch.cat([torch.zeros_like(audio), audio])
-        latents = self.noise.expand(-1, -1, f, -1, -1)
+        cond, audio_in, k = self._unet_batch(masked, ref, mask_latent, audio)
+        latents = self.noise.expand(k, -1, f, -1, -1)
         deepcache = None
         if opts.deepcache:
             from ..models.unet import DeepCacheState
 
             deepcache = DeepCacheState()
         for j, t in enumerate(self.schedule.timesteps.tolist()):
-            x = torch.cat([latents] * batch) if cfg else latents
+            x = torch.cat([latents, latents]) if cfg else latents
             unet_in = torch.cat([x, cond], dim=1)
             t_in = torch.tensor(t, device=dev)
             if deepcache is not None:
                 if j % opts.deepcache_interval == 0:
                     deepcache.cached = None
-                eps = self.unet(unet_in, t_in, audio, deepcache=deepcache)
+                eps = self.unet(unet_in, t_in, audio_in, deepcache=deepcache)
             else:
-                eps = self.unet(unet_in, t_in, audio)
+                eps = self.unet(unet_in, t_in, audio_in)
             if cfg:
                 uncond, cond_eps = eps.chunk(2)
                 eps = uncond + opts.guidance_scale * (cond_eps - uncond)
             latents = self.schedule.step(eps, t, latents)
             if callback is not None:
-                callback(done + j + 1, total)
-        return latents[0].permute(1, 0, 2, 3)
+                callback(done + n * (j + 1), total)
+        return [latents[i].permute(1, 0, 2, 3) for i in range(n)]
+
+    @torch.no_grad()
+    def warm_up(self, audio_shape: Optional[tuple[int, int]]) -> None:
+        """Run the U-Net once per step kind at the shape a full chunk group will have (compiles ahead of time).
+
+        ``audio_shape``: (S, D) of one frame's audio window, or None without audio. Leaves the random state alone.
+        """
+        opts = self.options
+        f, (h, w) = opts.chunk_frames, self.noise.shape[-2:]
+        zeros = [torch.zeros(f, LATENT_CHANNELS, h, w, device=self.device, dtype=self.dtype)] * opts.batch_chunks
+        audio = None if audio_shape is None else [torch.zeros(f, *audio_shape, device=self.device)] * opts.batch_chunks
+        cond, audio_in, k = self._unet_batch(zeros, zeros, torch.ones(1, h, w), audio)
+        x = self.noise.expand(k * (2 if opts.guidance_scale > 1.0 else 1), -1, f, -1, -1)
+        unet_in = torch.cat([x, cond], dim=1)
+        t_in = torch.tensor(int(self.schedule.timesteps[0]), device=self.device)
+        if opts.deepcache:
+            from ..models.unet import DeepCacheState
+
+            state = DeepCacheState()
+            self.unet(unet_in, t_in, audio_in, deepcache=state)
+            self.unet(unet_in, t_in, audio_in, deepcache=state)
+        else:
+            self.unet(unet_in, t_in, audio_in)
 
 
 def encode_faces(vae, faces: torch.Tensor, mask: torch.Tensor, *, batch_size: int = 16) -> EncodedFaces:
