@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("runtime")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps ...")
     r.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"], help="weights dtype (auto: fp16 on modern GPUs)")
+    r.add_argument("--compile", action="store_true",
+                   help="torch.compile the U-Net: ~1.6x faster steps after a one-time compile of 1-2 min (needs Triton on "
+                        "GPUs; falls back to uncompiled when it cannot)")
+    r.add_argument("--batch-chunks", type=int, default=0,
+                   help="16-frame chunks per U-Net call; same result, more VRAM (default 0 = auto: 2 at 256 px on a GPU, else 1)")
     r.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
     r.add_argument("--preset", default="medium", help="x264 preset: ultrafast ... veryslow (default medium)")
     r.add_argument("--fps", type=float, default=25.0, help="frame rate for still-image inputs (default 25)")
@@ -234,14 +239,20 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_ERROR
 
     seed = None if args.seed == -1 else args.seed
+    batch_chunks = args.batch_chunks or (2 if models.resolution <= 256 and torch.device(device).type == "cuda" else 1)
     options = RunOptions(
         sampler=SamplerOptions(steps=args.steps, guidance_scale=args.guidance, seed=seed, deepcache=args.deepcache,
                                noise_device="cpu" if args.noise_on_cpu else None,
-                               posterior="mean" if args.posterior_mean else "sample"),
+                               posterior="mean" if args.posterior_mean else "sample", batch_chunks=batch_chunks),
         length_policy=args.length_policy, detector=args.detector, face_index=face_index,
         keep_silent_mouth=args.keep_silent_mouth, crf=args.crf, preset=args.preset, still_fps=args.fps, overwrite=args.overwrite,
-        models_dirs=[args.models_dir or default_models_dir()],
+        models_dirs=[args.models_dir or default_models_dir()], compile=args.compile,
     )
+    if args.compile:  # one compiled wrapper for every job of a batch
+        from .pipeline.compiled import maybe_compile
+
+        models.unet = maybe_compile(models.unet, True, device=device, frames=options.sampler.chunk_frames,
+                                    fixed_batch=batch_chunks)
     failed = 0
     for n, (video, audio, out) in enumerate(jobs, 1):
         label = f"[{n}/{len(jobs)}] {Path(video).name}"

@@ -13,6 +13,8 @@ import functools
 import logging
 import os
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable, ContextManager, Optional, Sequence, Union
@@ -42,6 +44,7 @@ class RunOptions:
     window_frames: int = NUM_FRAMES_PER_CHUNK  # frames decoded/generated/encoded per step; whole chunks
     crf: int = 18
     preset: str = "medium"  # x264 speed/size trade-off (ultrafast ... veryslow); quality is set by crf
+    compile: bool = False  # torch.compile the U-Net (first use of a shape compiles for about 1-2 min)
     still_fps: float = 25.0
     overwrite: bool = False
     models_dirs: Sequence[str] = ()  # models roots/folders searched for the insightface files
@@ -102,14 +105,22 @@ class FrameSource:
             self.size = (info.height, info.width)
         self._start = -1
         self._frames: Optional[np.ndarray] = None
+        self._reader = None  # open decoder positioned after the current block: forward sweeps never re-seek
+        self._next_start = -1
 
     def _load_block(self, index: int) -> None:
         from ..io import video as vio
 
         start = (index // self.block) * self.block
-        chunks = [f for f, _ in vio.iter_video_frames(self.path, start=start, count=self.block, batch=self.block)]
-        self._frames = np.concatenate(chunks) if chunks else np.empty((0, *self.size, 3), np.uint8)
+        if self._reader is None or start != self._next_start:  # a jump: (re)open at the block (seeks)
+            self._reader = vio.iter_video_frames(self.path, start=start, batch=self.block)
+        frames = next(self._reader, None)
+        if frames is None:
+            self._frames, self._reader = np.empty((0, *self.size, 3), np.uint8), None
+        else:
+            self._frames = frames[0]
         self._start = start
+        self._next_start = start + len(self._frames)
 
     def get(self, indices: np.ndarray) -> np.ndarray:
         """Frames at ``indices`` (any order, repeats allowed) as uint8 (n, H, W, 3)."""
@@ -137,6 +148,17 @@ class FrameSource:
         for frames, pts in vio.iter_video_frames(self.path, batch=batch):
             yield start, frames, pts
             start += len(frames)
+
+
+@contextlib.contextmanager
+def _cancel_on_error(queued: deque):
+    """Cancel the encode jobs not yet started when the run fails (the writer then discards its output)."""
+    try:
+        yield
+    except BaseException:
+        for _, job in queued:
+            job.cancel()
+        raise
 
 
 def _check_output(path: str, overwrite: bool) -> None:
@@ -249,39 +271,78 @@ def lipsync_file(
         windows_idx = frame_window_indices(features.shape[0], n_out, float(fps))
     mask = fixed_mask(resolution)
     latent_hw = (resolution // 8, resolution // 8)
-    sampler = LipsyncSampler(models.unet, options.sampler, latent_hw=latent_hw, device=device, dtype=dtype)
+    unet = models.unet
+    if options.compile:
+        from .compiled import maybe_compile
+
+        unet = maybe_compile(unet, True, device=device, frames=options.sampler.chunk_frames,
+                             fixed_batch=options.sampler.batch_chunks)
+    sampler = LipsyncSampler(unet, options.sampler, latent_hw=latent_hw, device=device, dtype=dtype)
     steps_total = sampler.steps_total(n_out)
 
     def skip(start: int, stop: int) -> bool:
         return not bool(apply[start:stop].any())
 
-    def process(a: int, b: int) -> np.ndarray:
-        """One window: decode, align, generate, composite (its buffers are freed when it returns)."""
-        with stage("decode"):
-            frames = torch.from_numpy(source.get(src[a:b].numpy())).to(device)
+
+    def process(a: int, b: int, source_frames: np.ndarray) -> tuple[torch.Tensor, Optional[torch.cuda.Event]]:
+        """One window on the device: align, generate, composite; returns the frames on the host (pinned when on
+        CUDA, the copy still in flight) and the event that marks the copy done."""
+        frames = torch.from_numpy(source_frames).to(device)
         mats = matrices[src[a:b]]
         with stage("align"):
             faces = align.warp_faces(frames, mats, resolution)
         with stage("generate"):
             generated = generate_faces(
-                models.unet, vae, faces, frame_windows(features, windows_idx[a:b]), mask, options.sampler,
+                unet, vae, faces, frame_windows(features, windows_idx[a:b]), mask, options.sampler,
                 device=device, dtype=dtype, sampler=sampler, skip_chunk=skip, callback=functools.partial(report, "sample"),
                 steps_total=steps_total,
             )
         with stage("composite"):
-            return restore.composite(frames, generated, mats.to(device), resolution,
-                                     apply=apply[a:b].to(device)).cpu().numpy()
+            out = restore.composite(frames, generated, mats.to(device), resolution, apply=apply[a:b].to(device))
+            if device.type != "cuda":
+                return out.cpu(), None
+            host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+            host.copy_(out, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+            return host, done
+
+    def write(writer, host: torch.Tensor, done: Optional[torch.cuda.Event]) -> None:
+        if done is not None:
+            done.synchronize()
+        writer.write(host.numpy())
 
     chunk = options.sampler.chunk_frames
-    window = max(chunk, options.window_frames // chunk * chunk)  # whole chunks, so results equal one-shot
+    window = max(chunk * options.sampler.batch_chunks, options.window_frames // chunk * chunk)  # whole chunks
+    spans = [(a, min(a + window, n_out)) for a in range(0, n_out, window)]
+    # Decoding the next window and encoding the last ones run in their own threads (PyAV releases the GIL), so
+    # the device rarely waits on the CPU; at most two windows wait for the encoder, so memory stays bounded.
+    # The writer is closed last (the executors wait for their jobs first); on an error, queued writes are dropped.
+    queued: deque = deque()
     with VideoWriter(output_path, fps, audio=(waveform, sample_rate), crf=options.crf, preset=options.preset,
-                     overwrite=options.overwrite, timestamps=timestamps) as writer:
-        for a in range(0, n_out, window):
-            b = min(a + window, n_out)
-            out = process(a, b)
-            with stage("encode"):
-                writer.write(out)
-            report("write", b, n_out)
+                     overwrite=options.overwrite, timestamps=timestamps) as writer, \
+            ThreadPoolExecutor(1, thread_name_prefix="latentsync-decode") as reader, \
+            ThreadPoolExecutor(1, thread_name_prefix="latentsync-encode") as encoder, \
+            _cancel_on_error(queued):
+        upcoming = reader.submit(source.get, src[spans[0][0]:spans[0][1]].numpy()) if spans else None
+        for i, (a, b) in enumerate(spans):
+            with stage("decode_wait"):
+                source_frames = upcoming.result()
+            if i + 1 < len(spans):
+                upcoming = reader.submit(source.get, src[spans[i + 1][0]:spans[i + 1][1]].numpy())
+            host, done = process(a, b, source_frames)
+            del source_frames
+            with stage("encode_wait"):
+                while len(queued) >= 2:
+                    end, job = queued.popleft()
+                    job.result()
+                    report("write", end, n_out)
+            queued.append((b, encoder.submit(write, writer, host, done)))
+        with stage("encode_wait"):
+            while queued:
+                end, job = queued.popleft()
+                job.result()
+                report("write", end, n_out)
     return RunReport(
         output=output_path, frames=n_out, fps=fps, detector=track.detector,
         missing_face_frames=torch.nonzero(~found[src]).flatten().tolist(),
