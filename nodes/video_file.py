@@ -9,7 +9,7 @@ from . import paths
 from .face_align import DETECTORS, LIBRARY_DETECTOR
 from .load_media import AUDIO_SUFFIXES, VIDEO_SUFFIXES, _choice_or_path_problem, _file_state
 from .match_length import POLICIES
-from .sampler import MAX_SEED, unet_memory
+from .sampler import BATCH_CHUNKS_TOOLTIP, COMPILE_TOOLTIP, MAX_SEED, compiled_unet, unet_memory
 from .types import MODEL
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,8 @@ class LatentSyncVideoFile:
             "optional": {
                 "video_path": ("STRING", {"default": "", "tooltip": "Video/image path; overrides the upload choice."}),
                 "audio_path": ("STRING", {"default": "", "tooltip": "Audio path; overrides the upload choice."}),
+                "compile": ("BOOLEAN", {"default": False, "tooltip": COMPILE_TOOLTIP}),
+                "batch_chunks": ("INT", {"default": 1, "min": 1, "max": 8, "tooltip": BATCH_CHUNKS_TOOLTIP}),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
@@ -80,7 +82,8 @@ class LatentSyncVideoFile:
                 or _choice_or_path_problem(audio, audio_path, "audio") or True)
 
     def run(self, model, vae, video, audio, seed, steps, guidance, deepcache, detector, face_index, length_policy,
-            filename_prefix, crf, video_path="", audio_path="", prompt=None, extra_pnginfo=None):
+            filename_prefix, crf, video_path="", audio_path="", compile=False, batch_chunks=1, prompt=None,
+            extra_pnginfo=None):
         import folder_paths
 
         from ..latentsync.io.video import probe_video
@@ -107,22 +110,29 @@ class LatentSyncVideoFile:
 
         options = RunOptions(
             sampler=SamplerOptions(steps=int(steps), guidance_scale=float(guidance), seed=int(seed),
-                                   deepcache=bool(deepcache)),
+                                   deepcache=bool(deepcache), batch_chunks=int(batch_chunks)),
             length_policy=length_policy, detector=LIBRARY_DETECTOR[detector],
             face_index="largest" if face_index < 0 else int(face_index),
-            crf=int(crf), models_dirs=list(model.models_dirs),
+            crf=int(crf), models_dirs=list(model.models_dirs), compile=bool(compile),
         )
+        options.sampler.validate()
         adapter = ComfyVAE(vae, manage_memory=False)  # all three networks are loaded together below
         latent_hw = (model.resolution // 8, model.resolution // 8)
         cc.load_models([model.unet, model.whisper, vae.patcher],
-                       memory_required=unet_memory(model, options.sampler.chunk_frames, latent_hw, guidance))
+                       memory_required=unet_memory(model, options.sampler.chunk_frames, latent_hw, guidance,
+                                                   chunks=options.sampler.batch_chunks))
         progress = cc.Progress(1)
 
         def on_progress(stage: str, done: int, total: int) -> None:
             progress.set(done, total)
 
-        nets = LipsyncModels(unet=cc.module_of(model.unet), whisper=cc.module_of(model.whisper),
-                             resolution=model.resolution)
+        unet = cc.module_of(model.unet)
+        if options.compile:  # the session's cached wrapper (the runner leaves an already compiled U-Net as it is)
+            unet = compiled_unet(unet, device=model.unet.load_device, frames=options.sampler.chunk_frames,
+                                 fixed_batch=options.sampler.batch_chunks)
+            if unet is cc.module_of(model.unet):  # compiling is impossible here (warned once already)
+                options.compile = False
+        nets = LipsyncModels(unet=unet, whisper=cc.module_of(model.whisper), resolution=model.resolution)
         report = lipsync_file(nets, adapter, video_file, audio_file, output, options, device=model.unet.load_device,
                               dtype=model.dtype, progress=on_progress)
         log.info("LatentSync: %s", report.summary())

@@ -90,7 +90,8 @@ def comfy(tmp_path_factory, fixtures_dir, media):
     """A running ComfyUI with the pack, tiny models in its models folder and the test media in its input."""
     root = tmp_path_factory.mktemp("comfyui")
     try:
-        server = ComfyServer(root)
+        # torch.compile hands back eager functions: inductor needs minutes per shape on a CPU (see test_speed_options)
+        server = ComfyServer(root, env={"TORCH_COMPILE_DISABLE": "1"})
     except ComfyUnavailable as exc:
         if _require():
             pytest.fail(str(exc))
