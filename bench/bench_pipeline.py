@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from latentsync_impl import Impl  # noqa: E402
 
-STAGES = ("audio", "decode", "align", "generate", "composite", "encode")
+STAGES = ("audio", "decode_wait", "align", "generate", "composite", "encode_wait")
 
 
 class Recorder:
@@ -101,6 +101,11 @@ def warm_inputs(video: str, audio: str, workdir: str) -> tuple[str, str]:
     return out_v, out_a
 
 
+# Upstream's U-Net FLOPs per output frame (20 steps, CFG; ../shared/baselines/upstream_h200.md, FlopCounterMode):
+# the work both implementations do, so FLOPs / time compares them on equal terms.
+UNET_TFLOP_PER_FRAME = {(256, False): 10.13, (256, True): 4.21, (512, False): 44.06, (512, True): 18.52}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--video", required=True)
@@ -108,7 +113,9 @@ def main() -> None:
     ap.add_argument("--landmarks", required=True)
     ap.add_argument("--cases", default="256:off,256:on,512:off,512:on")
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--window", type=int, default=16)
+    ap.add_argument("--window", type=int, default=32)
+    ap.add_argument("--compile", choices=["on", "off"], default="on", help="torch.compile the U-Net (after warm-up)")
+    ap.add_argument("--batch-chunks", type=int, default=None, help="chunks per U-Net call (default 2 at 256, 1 at 512)")
     ap.add_argument("--loop-landmarks", action="store_true", help="the video is the landmarks' source looped")
     ap.add_argument("--vae-batch", type=int, default=None, help="frames per VAE call (default: the adapter's budget)")
     ap.add_argument("--smoke", action="store_true", help="narrow random models (CPU plumbing check)")
@@ -121,7 +128,10 @@ def main() -> None:
         for case_text in args.cases.split(","):
             res, dc = case_text.split(":")
             case = {"resolution": int(res), "deepcache": dc == "on", "steps": args.steps, "window_frames": args.window,
-                    "smoke": args.smoke, "vae_batch": args.vae_batch, "dtype": "fp16" if torch.cuda.is_available() else "fp32"}
+                    "smoke": args.smoke, "vae_batch": args.vae_batch, "dtype": "fp16" if torch.cuda.is_available() else "fp32",
+                    "compile": args.compile == "on"}
+            if args.batch_chunks:
+                case["batch_chunks"] = args.batch_chunks
             rec = Recorder()
             impl = Impl(case, rec, work)
             impl.run(warm_v, warm_a, os.path.join(work, "warm_out.mp4"), landmarks)
@@ -142,18 +152,23 @@ def main() -> None:
                 "vram_peak_alloc_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0,
                 "vram_peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if torch.cuda.is_available() else 0.0,
                 "host_peak_rss_gib": vm_hwm_mb() / 1024,
+                "details": impl.details(),
             }
+            flops = UNET_TFLOP_PER_FRAME.get((int(res), dc == "on"))
+            if flops and not args.smoke and args.steps == 20:
+                row["unet_tflop_per_s_in_generate"] = flops * row["frames"] / max(rec.seconds.get("generate", 0), 1e-9)
             rows.append(row)
             print(json.dumps(row), flush=True)
             del impl
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-    print(f"\n{'case':10s} {'frames':>6s} {'total s':>8s} {'fps':>6s} {'VRAM res GiB':>12s} {'RSS GiB':>8s}  " +
+    print(f"\n{'case':10s} {'frames':>6s} {'total s':>8s} {'fps':>6s} {'TFLOP/s':>7s} {'VRAM res GiB':>12s} {'RSS GiB':>8s}  " +
           " ".join(f"{s:>9s}" for s in STAGES))
     for r in rows:
         name = f"{r['case']['resolution']}:{'on' if r['case']['deepcache'] else 'off'}"
-        print(f"{name:10s} {r['frames']:6d} {r['seconds']:8.2f} {r['fps']:6.2f} {r['vram_peak_reserved_gib']:12.2f} "
+        print(f"{name:10s} {r['frames']:6d} {r['seconds']:8.2f} {r['fps']:6.2f} "
+              f"{r.get('unet_tflop_per_s_in_generate', 0):7.1f} {r['vram_peak_reserved_gib']:12.2f} "
               f"{r['host_peak_rss_gib']:8.2f}  " + " ".join(f"{r['stages'].get(s, 0):9.2f}" for s in STAGES))
     if args.json:
         gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
