@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 from pathlib import Path
 
@@ -21,23 +20,11 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from unet_speed import median_ms  # noqa: E402
 
 from latentsync.models.attention import small_sequence_attention  # noqa: E402
-
-
-def median_ms(fn, iters: int = 20, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
 
 
 def padded_sdpa(q, k, v, to: int):
@@ -83,7 +70,7 @@ def main() -> None:
             backend, fn = spec if isinstance(spec, tuple) else (None, spec)
             try:
                 with torch.inference_mode(), (sdpa_kernel([backend]) if backend else torch.autocast("cuda", enabled=False)):
-                    ms = median_ms(fn)
+                    ms = median_ms(fn, iters=20)
                     out = fn()
                 err = None
                 if ref is not None:

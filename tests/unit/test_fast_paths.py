@@ -3,6 +3,7 @@ explicit-score temporal attention. Tiny U-Net from the fixture set, float32 on t
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -36,6 +37,17 @@ def inputs(unet):
     mask = (torch.rand(1, *HW, generator=g) > 0.5).float()
     audio = torch.randn(FRAMES, 5, unet.config["cross_attention_dim"], generator=g)
     return EncodedFaces(*moments, mask_latent=mask), audio
+
+
+@contextlib.contextmanager
+def compiled(unet, **kwargs):
+    """A CompiledUNet over ``unet``; afterwards the module's attention is back to SDPA for the plain references."""
+    try:
+        yield CompiledUNet(unet, frames=CHUNK, **kwargs)
+    finally:
+        for m in unet.modules():
+            if hasattr(m, "small_sequence_kernel"):
+                m.small_sequence_kernel = False
 
 
 def assert_same(got: torch.Tensor, want: torch.Tensor, tol: float = 1e-5) -> None:
@@ -94,15 +106,10 @@ def test_compiled_wrapper_equals_eager_for_every_step_kind(unet):
     audio = torch.randn(2, CHUNK, 5, unet.config["cross_attention_dim"], generator=g)
     t = torch.tensor(500)
     want = _steps(unet, sample, t, audio)
-    compiled = CompiledUNet(unet, frames=CHUNK, backend="eager")  # dynamo graphs, no code generation
-    try:
-        got = _steps(compiled, sample, t, audio)
-        tail = compiled(sample[:, :, :2], t, audio[:, :2])  # another frame count: eager path
-        assert compiled.fallback_reason is None
-    finally:
-        for m in unet.modules():
-            if hasattr(m, "small_sequence_kernel"):
-                m.small_sequence_kernel = False
+    with compiled(unet, backend="eager") as wrapper:  # dynamo graphs, no code generation
+        got = _steps(wrapper, sample, t, audio)
+        tail = wrapper(sample[:, :, :2], t, audio[:, :2])  # another frame count: eager path
+        assert wrapper.fallback_reason is None
     for a, b in zip(got, want):
         assert_same(a, b, 5e-5)
     assert_same(tail, unet(sample[:, :, :2], t, audio[:, :2]), 5e-5)
@@ -110,13 +117,8 @@ def test_compiled_wrapper_equals_eager_for_every_step_kind(unet):
 
 def test_sampler_pads_groups_to_the_compiled_batch(unet, inputs):
     plain, _ = run(unet, inputs, deepcache=True)
-    compiled = CompiledUNet(unet, frames=CHUNK, fixed_batch=2, backend="eager")
-    try:
-        got, _ = run(compiled, inputs, deepcache=True, batch_chunks=2)  # 3 full chunks: 2 + (1 padded to 2)
-    finally:
-        for m in unet.modules():
-            if hasattr(m, "small_sequence_kernel"):
-                m.small_sequence_kernel = False
+    with compiled(unet, fixed_batch=2, backend="eager") as wrapper:
+        got, _ = run(wrapper, inputs, deepcache=True, batch_chunks=2)  # 3 full chunks: 2 + (1 padded to 2)
     assert_same(got, plain, 5e-5)
 
 
@@ -126,15 +128,10 @@ def test_a_failing_compiler_falls_back_to_eager(unet, caplog):
 
     g = torch.Generator().manual_seed(4)
     sample = torch.randn(2, 13, CHUNK, *HW, generator=g)
-    compiled = CompiledUNet(unet, frames=CHUNK, backend=broken_backend)
-    try:
-        with caplog.at_level("WARNING"):
-            got = compiled(sample, 10, None)
-    finally:
-        for m in unet.modules():
-            if hasattr(m, "small_sequence_kernel"):
-                m.small_sequence_kernel = False
-    assert compiled.fallback_reason and "no kernels today" in compiled.fallback_reason
+    with compiled(unet, backend=broken_backend) as wrapper, caplog.at_level("WARNING"):
+        got = wrapper(sample, 10, None)
+        reason = wrapper.fallback_reason
+    assert reason and "no kernels today" in reason
     assert "uncompiled" in caplog.text
     assert_same(got, unet(sample, 10, None), 5e-5)
 
