@@ -84,7 +84,7 @@ def _resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
     return np.concatenate(out, axis=1)
 
 
-def _encode(path: Path, frames: np.ndarray, *, codec: str, fmt: str, rate: Fraction, pts: np.ndarray | None = None,
+def encode_rgb(path: Path, frames: np.ndarray, *, codec: str, fmt: str, rate: Fraction, pts: np.ndarray | None = None,
             time_base: Fraction | None = None, options: dict | None = None, audio: tuple | None = None) -> None:
     """Plain PyAV encode of RGB frames (pts in ``time_base`` ticks, default 1/rate) with optional AAC audio."""
     with av.open(str(path), "w", format=fmt) as out:
@@ -185,7 +185,7 @@ class MediaVariants:
             wave, rate = self.source_audio()
             audio = (wave[:, : int(len(frames) / fps * rate)], rate)
         path = self.out_dir / filename
-        _encode(path, frames, codec=codec, fmt="mp4", rate=fps, options=options or {"preset": "ultrafast"},
+        encode_rgb(path, frames, codec=codec, fmt="mp4", rate=fps, options=options or {"preset": "ultrafast"},
                 audio=audio)
         return Variant(path, len(frames), fps, PORTRAIT[1], PORTRAIT[0], name, frames,
                        np.arange(len(frames)) / float(fps), audio_rate=audio[1] if audio else None,
@@ -194,7 +194,7 @@ class MediaVariants:
     def _vp9_odd(self) -> Variant:
         frames = np.ascontiguousarray(self.landscape_frames()[:, :ODD[0], :ODD[1]])
         path = self.out_dir / "vp9_odd.webm"
-        _encode(path, frames, codec="libvpx-vp9", fmt="webm", rate=Fraction(25),
+        encode_rgb(path, frames, codec="libvpx-vp9", fmt="webm", rate=Fraction(25),
                 options={"deadline": "realtime", "cpu-used": "8"})
         return Variant(path, len(frames), Fraction(25), ODD[1], ODD[0], "vp9", frames, np.arange(len(frames)) / 25)
 
@@ -211,7 +211,7 @@ class MediaVariants:
     def _landscape(self) -> Variant:
         frames = self.landscape_frames()
         path = self.out_dir / "landscape.mp4"
-        _encode(path, frames, codec="libx264", fmt="mp4", rate=Fraction(25), options={"preset": "ultrafast"})
+        encode_rgb(path, frames, codec="libx264", fmt="mp4", rate=Fraction(25), options={"preset": "ultrafast"})
         return Variant(path, len(frames), Fraction(25), 360, 250, "h264", frames, np.arange(len(frames)) / 25)
 
     def _vfr(self) -> Variant:
@@ -221,7 +221,7 @@ class MediaVariants:
         ticks = np.concatenate([[0], np.cumsum(intervals)])
         mean_rate = Fraction(len(frames) - 1) / (Fraction(int(ticks[-1]), 90000))
         path = self.out_dir / "vfr.mp4"
-        _encode(path, frames, codec="libx264", fmt="mp4", rate=Fraction(20), pts=ticks,
+        encode_rgb(path, frames, codec="libx264", fmt="mp4", rate=Fraction(20), pts=ticks,
                 time_base=Fraction(1, 90000), options={"preset": "ultrafast"})
         return Variant(path, len(frames), mean_rate, PORTRAIT[1], PORTRAIT[0], "h264", frames, ticks / 90000.0,
                        vfr=True)

@@ -18,7 +18,7 @@ import torch
 
 from latentsync.io import VideoWriter, iter_video_frames, probe_video, read_video
 from latentsync.pipeline.length import apply_to_frames, apply_to_waveform, plan_length
-from media_variants import Variant, decode_audio, session_variants
+from media_variants import Variant, decode_audio, encode_rgb, session_variants
 
 VIDEO_VARIANTS = ["h264_25", "h264_ntsc", "h264_30", "h264_24", "hevc", "av1", "vp9_odd", "landscape", "vfr",
                   "rotated", "still_png"]
@@ -232,17 +232,8 @@ def test_streaming_read_write_memory_is_flat(variants, tmp_path):
     hd = np.stack([av.VideoFrame.from_ndarray(f, format="rgb24").to_ndarray(format="rgb24", width=1280, height=720)
                    for f in frames])
     clip = tmp_path / "clip720.mp4"
-    with av.open(str(clip), "w") as out:  # every clip starts on a keyframe and has no B-frame delay
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
-        stream.options = {"preset": "ultrafast", "bf": "0"}
-        for i, rgb in enumerate(hd):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    # every clip starts on a keyframe and has no B-frame delay
+    encode_rgb(clip, hd, codec="libx264", fmt="mp4", rate=Fraction(25), options={"preset": "ultrafast", "bf": "0"})
     used = {}
     for repeats in (4, 20):
         long = tmp_path / f"long_{repeats}.mp4"

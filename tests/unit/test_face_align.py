@@ -8,16 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from face_points import face_points
 from latentsync.face import align
-
-
-def _points(center, eyebrow_distance, angle=0.0):
-    """Three alignment points (left brow, right brow, nose) of a face centred at ``center``."""
-    d = eyebrow_distance
-    local = torch.tensor([[-d / 2, -0.3 * d], [d / 2, -0.3 * d], [0.0, 0.2 * d]], dtype=torch.float64)
-    c, s = math.cos(angle), math.sin(angle)
-    rot = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
-    return (local @ rot.T + torch.tensor(center, dtype=torch.float64)).float()
 
 
 def _reference_crops(frames: torch.Tensor, matrices: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -53,7 +45,7 @@ def test_crop_size_and_template():
 
 def test_similarity_maps_points_onto_template():
     tpl = align.face_template(256)
-    pts = torch.stack([_points((300, 200), 90, 0.3), _points((50, 60), 30, -0.2)])
+    pts = torch.stack([face_points((300, 200), 90, 0.3), face_points((50, 60), 30, -0.2)])
     mats, bias = align.similarity_matrix(pts, tpl)
     assert mats.shape == (2, 2, 3) and bias.shape == (2, 2)
     mapped = pts @ mats[:, :, :2].transpose(1, 2) + mats[:, None, :, 2]
@@ -77,7 +69,7 @@ def test_exact_similarity_is_recovered():
 
 
 def test_smoother_reset_and_streaming():
-    pts = torch.stack([_points((200 + 3 * i, 150 - i), 80 + i, 0.02 * i) for i in range(7)])
+    pts = torch.stack([face_points((200 + 3 * i, 150 - i), 80 + i, 0.02 * i) for i in range(7)])
     one_shot = align.matrices_from_points(pts, 256)
     smoother = align.AlignmentSmoother()
     streamed = torch.cat(
@@ -102,7 +94,7 @@ def test_smoother_reset_and_streaming():
 def test_points_validation():
     with pytest.raises(ValueError):
         align.matrices_from_points(torch.zeros(2, 2, 2), 256)
-    bad = _points((10, 10), 20)[None].clone()
+    bad = face_points((10, 10), 20)[None].clone()
     bad[0, 1, 0] = float("nan")
     with pytest.raises(ValueError, match="frame"):
         align.matrices_from_points(bad, 256)
@@ -122,7 +114,7 @@ def test_points_validation():
 def test_warp_matches_whole_frame_reference(frame_hw, center, distance):
     gen = torch.Generator().manual_seed(sum(frame_hw))
     frames = torch.randint(0, 256, (2, *frame_hw, 3), dtype=torch.uint8, generator=gen)
-    pts = torch.stack([_points(center, distance, 0.2), _points(center, distance * 1.2, -0.1)])
+    pts = torch.stack([face_points(center, distance, 0.2), face_points(center, distance * 1.2, -0.1)])
     mats = align.matrices_from_points(pts, 256)
     crops = align.warp_crops(frames, mats, 256)
     assert crops.shape == (2, 3, 280, 210) and crops.dtype == torch.uint8
@@ -134,14 +126,14 @@ def test_warp_matches_whole_frame_reference(frame_hw, center, distance):
 def test_warp_faces_4k_and_layouts():
     gen = torch.Generator().manual_seed(3)
     frame = torch.randint(0, 256, (1, 2160, 3840, 3), dtype=torch.uint8, generator=gen)
-    mats = align.matrices_from_points(_points((3700, 400), 500, 0.1)[None], 512)
+    mats = align.matrices_from_points(face_points((3700, 400), 500, 0.1)[None], 512)
     faces = align.warp_faces(frame, mats, 512)
     assert faces.shape == (1, 3, 512, 512) and faces.dtype == torch.uint8
     # float32 unit coordinates (kornia's) are ~2e-4 px off at 4K, so truncation flips a few % of levels.
     _assert_close_u8(align.warp_crops(frame, mats, 512), _reference_crops(frame, mats, 512), max_frac=0.03)
 
     small = frame[:, 1000:1100, 2000:2080].contiguous()
-    mats_s = align.matrices_from_points(_points((40, 50), 35)[None], 256)
+    mats_s = align.matrices_from_points(face_points((40, 50), 35)[None], 256)
     rgb = align.warp_faces(small, mats_s, 256)
     rgba = torch.cat([small, torch.full_like(small[..., :1], 9)], -1)
     assert torch.equal(align.warp_faces(rgba, mats_s, 256), rgb)
@@ -149,12 +141,12 @@ def test_warp_faces_4k_and_layouts():
     assert torch.equal(align.warp_faces(grey, mats_s, 256), align.warp_faces(grey.expand(-1, -1, -1, 3), mats_s, 256))
     # Non-contiguous frames (a strided view) give the same result.
     strided = frame[:, ::20, ::40]
-    mats_v = align.matrices_from_points(_points((48, 54), 40)[None], 256)
+    mats_v = align.matrices_from_points(face_points((48, 54), 40)[None], 256)
     assert torch.equal(align.warp_faces(strided, mats_v, 256), align.warp_faces(strided.contiguous(), mats_v, 256))
 
 
 def test_warp_rejects_bad_input():
-    mats = align.matrices_from_points(_points((40, 50), 35)[None], 256)
+    mats = align.matrices_from_points(face_points((40, 50), 35)[None], 256)
     with pytest.raises(ValueError, match="uint8"):
         align.warp_faces(torch.zeros(1, 64, 64, 3), mats, 256)
     with pytest.raises(ValueError, match="matrices"):

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
 
+from face_points import face_points
 from latentsync.face import align, restore
-
-
-def _points(center, eyebrow_distance, angle=0.0):
-    d = eyebrow_distance
-    local = torch.tensor([[-d / 2, -0.3 * d], [d / 2, -0.3 * d], [0.0, 0.2 * d]], dtype=torch.float64)
-    c, s = math.cos(angle), math.sin(angle)
-    rot = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
-    return (local @ rot.T + torch.tensor(center, dtype=torch.float64)).float()
 
 
 def _min_filter(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -84,7 +75,7 @@ def test_matches_whole_frame_reference_and_copies_through():
     # Three faces of different sizes (different kernel groups), one partly outside, one frame not applied.
     frames = _frames(4, 220, 260, 3, seed=1)
     pts = torch.stack(
-        [_points((130, 100), 80, 0.2), _points((245, 30), 70, -0.3), _points((60, 150), 25), _points((100, 75), 50)]
+        [face_points((130, 100), 80, 0.2), face_points((245, 30), 70, -0.3), face_points((60, 150), 25), face_points((100, 75), 50)]
     )
     mats = align.matrices_from_points(pts, 256)
     faces = _faces(4, 256, seed=2)
@@ -106,7 +97,7 @@ def test_matches_whole_frame_reference_and_copies_through():
 
 def test_small_and_off_frame_faces():
     frames = _frames(3, 64, 64, 3, seed=3)
-    pts = torch.stack([_points((32, 32), 30), _points((5, 60), 40, 0.5), _points((500, -300), 30)])
+    pts = torch.stack([face_points((32, 32), 30), face_points((5, 60), 40, 0.5), face_points((500, -300), 30)])
     mats = align.matrices_from_points(pts, 512)
     faces = _faces(3, 512, seed=4)
     out = restore.composite(frames, faces, mats, 512)
@@ -120,7 +111,7 @@ def test_small_and_off_frame_faces():
 
 def test_4k_frame_touches_only_the_face_window():
     frames = _frames(1, 2160, 3840, 3, seed=5)
-    pts = _points((3600, 2000), 400, 0.1)[None]  # large face, partly below/right of the frame
+    pts = face_points((3600, 2000), 400, 0.1)[None]  # large face, partly below/right of the frame
     mats = align.matrices_from_points(pts, 256)
     faces = _faces(1, 256, seed=6)
     out = restore.composite(frames, faces, mats, 256)
@@ -140,7 +131,7 @@ def test_4k_frame_touches_only_the_face_window():
 
 def test_rgba_alpha_passes_through_and_grey():
     frames = _frames(2, 120, 96, 4, seed=7)
-    pts = torch.stack([_points((48, 60), 40), _points((40, 50), 30, 0.3)])
+    pts = torch.stack([face_points((48, 60), 40), face_points((40, 50), 30, 0.3)])
     mats = align.matrices_from_points(pts, 256)
     faces = _faces(2, 256, seed=8)
     out = restore.composite(frames, faces, mats, 256)
@@ -158,7 +149,7 @@ def test_rgba_alpha_passes_through_and_grey():
 
 def test_apply_none_false_and_device_argument():
     frames = _frames(2, 100, 100, 3, seed=9)
-    mats = align.matrices_from_points(torch.stack([_points((50, 50), 40)] * 2), 256)
+    mats = align.matrices_from_points(torch.stack([face_points((50, 50), 40)] * 2), 256)
     faces = _faces(2, 256, seed=10)
     assert torch.equal(restore.composite(frames, faces, mats, 256, apply=torch.zeros(2, dtype=torch.bool)), frames)
     both = restore.composite(frames, faces, mats, 256, device="cpu")
@@ -168,7 +159,7 @@ def test_apply_none_false_and_device_argument():
 
 def test_fp16_close_to_fp32():
     frames = _frames(2, 160, 120, 3, seed=11)
-    mats = align.matrices_from_points(torch.stack([_points((60, 80), 50), _points((70, 70), 45, 0.2)]), 256)
+    mats = align.matrices_from_points(torch.stack([face_points((60, 80), 50), face_points((70, 70), 45, 0.2)]), 256)
     faces = _faces(2, 256, seed=12)
     full = restore.composite(frames, faces, mats, 256)
     half = restore.composite(frames, faces.half(), mats, 256, dtype=torch.float16)
@@ -182,7 +173,7 @@ def test_fp16_close_to_fp32():
 
 def test_rejects_bad_input():
     frames = _frames(1, 64, 64, 3, seed=0)
-    mats = align.matrices_from_points(_points((32, 32), 30)[None], 256)
+    mats = align.matrices_from_points(face_points((32, 32), 30)[None], 256)
     faces = _faces(1, 256, seed=0)
     with pytest.raises(ValueError, match="uint8"):
         restore.composite(frames.float(), faces, mats, 256)

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from latentsync.io import MediaError, VideoWriter, iter_video_frames, probe_video, read_video
+from media_variants import encode_rgb
 
 
 @pytest.fixture(scope="module")
@@ -20,17 +21,8 @@ def numbered(tmp_path_factory):
     for i in range(60):
         frames[i, :, :, 0] = 4 * i
         frames[i, :32, :, 1] = 255 - 4 * i
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=Fraction(30000, 1001))
-        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
-        stream.options = {"preset": "ultrafast", "g": "12", "crf": "10"}
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    encode_rgb(path, frames, codec="libx264", fmt="mp4", rate=Fraction(30000, 1001),
+               options={"preset": "ultrafast", "g": "12", "crf": "10"})
     return path, frames
 
 
