@@ -12,7 +12,7 @@ import logging
 import torch
 
 from ..models.whisper import WhisperEncoder
-from .mel import HOP_LENGTH, SAMPLE_RATE, log_mel_spectrogram
+from .mel import HOP_LENGTH, check_waveform, log_mel_spectrogram
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,7 @@ def whisper_features(
     runs the encoder in float16 on GPUs (pass ``dtype=torch.float16`` to reproduce that).
     ``batch_windows`` 30 s windows go through the encoder per call.
     """
-    if not isinstance(wav16k, torch.Tensor) or wav16k.ndim != 1:
-        shape = tuple(wav16k.shape) if isinstance(wav16k, torch.Tensor) else type(wav16k).__name__
-        raise ValueError(f"whisper_features expects a 1-D 16 kHz mono waveform (T,), got {shape}; use to_16k_mono first.")
-    if wav16k.numel() < MIN_FEATURE_SAMPLES:
-        raise ValueError(
-            f"Audio is too short for whisper features: {wav16k.numel()} samples "
-            f"({wav16k.numel() / SAMPLE_RATE * 1000:.1f} ms at 16 kHz); at least {MIN_FEATURE_SAMPLES} are needed."
-        )
+    check_waveform(wav16k, "whisper_features", MIN_FEATURE_SAMPLES)
     if not bool(torch.isfinite(wav16k).all()):
         raise ValueError("The audio waveform contains NaN or infinite samples.")
     if batch_windows < 1:

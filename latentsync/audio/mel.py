@@ -66,20 +66,25 @@ def num_mel_frames(num_samples: int) -> int:
     return num_samples // HOP_LENGTH
 
 
+
+def check_waveform(wav16k: torch.Tensor, caller: str, min_samples: int) -> None:
+    """Reject anything but a 1-D 16 kHz waveform of at least ``min_samples``, naming ``caller`` and the fix."""
+    if not isinstance(wav16k, torch.Tensor) or wav16k.ndim != 1:
+        shape = tuple(wav16k.shape) if isinstance(wav16k, torch.Tensor) else type(wav16k).__name__
+        raise ValueError(f"{caller} expects a 1-D 16 kHz mono waveform tensor (T,), got {shape}; use to_16k_mono first.")
+    if wav16k.numel() < min_samples:
+        raise ValueError(
+            f"Audio is too short for {caller}: {wav16k.numel()} samples at 16 kHz; "
+            f"at least {min_samples} samples ({min_samples / SAMPLE_RATE * 1000:.1f} ms) are needed."
+        )
+
 def log_mel_spectrogram(wav16k: torch.Tensor, n_mels: int = 80, *, filters: torch.Tensor | None = None) -> torch.Tensor:
     """Whisper log-mel ``(n_mels, T // 160)`` float32 of a 16 kHz mono clip ``(T,)``, on the clip's device.
 
     The dynamic-range floor (max - 8, in log10 units) uses the maximum of the WHOLE clip, as upstream does
     before it cuts the spectrogram into 30 s windows.
     """
-    if not isinstance(wav16k, torch.Tensor) or wav16k.ndim != 1:
-        shape = tuple(wav16k.shape) if isinstance(wav16k, torch.Tensor) else type(wav16k).__name__
-        raise ValueError(f"log_mel_spectrogram expects a 1-D 16 kHz mono waveform tensor (T,), got {shape}.")
-    if wav16k.numel() < MIN_SAMPLES:
-        raise ValueError(
-            f"Audio is too short for a spectrogram: {wav16k.numel()} samples at 16 kHz; "
-            f"at least {MIN_SAMPLES} samples ({MIN_SAMPLES / SAMPLE_RATE * 1000:.1f} ms) are needed."
-        )
+    check_waveform(wav16k, "log_mel_spectrogram", MIN_SAMPLES)
     audio = wav16k.to(torch.float32)
     window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float32, device=audio.device)
     spectrum = torch.stft(

@@ -58,6 +58,11 @@ def _read_safetensors(path: str) -> dict[str, Any]:
         ) from exc
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 def _read_pickle(path: str, *, mmap: bool) -> dict[str, Any]:
     is_zip = zipfile.is_zipfile(path)
     try:
@@ -66,11 +71,13 @@ def _read_pickle(path: str, *, mmap: bool) -> dict[str, Any]:
         raise CheckpointError(
             f"Refused to load {path}: it contains Python objects other than tensors and plain data, "
             "which could run code when unpickled (loaded with weights_only=True). Use the official "
-            f"checkpoint or a .safetensors file. Details: {str(exc).splitlines()[0]}"
+            f"checkpoint or a .safetensors file. Details: {_first_line(exc)}"
         ) from exc
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # garbage bytes surface as any error of the unpickler (IndexError, KeyError, ...)
         raise CheckpointError(
-            f"Could not read checkpoint {path} ({_size_text(path)}): {str(exc).splitlines()[0]}. "
+            f"Could not read checkpoint {path} ({_size_text(path)}): {_first_line(exc)}. "
             "The file is truncated or corrupt (an interrupted download?); delete it and download it again."
         ) from exc
     if not isinstance(obj, Mapping):
