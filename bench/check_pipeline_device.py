@@ -2,6 +2,10 @@
 CPU fp32 golden data (final latents rel-L2 with DeepCache on/off, output frames uint8 difference).
 
     python bench/check_pipeline_device.py --fixtures ../shared/fixtures/upstream [--device cuda] [--json out.json]
+        [--compile] [--batch-chunks N]
+
+``--compile`` runs the U-Net through torch.compile (Inductor; on a CPU it needs a C++ compiler) and reports whether
+the compiled graphs ran or fell back; ``--batch-chunks`` puts several 16-frame chunks into one U-Net call.
 
 Needs torch, safetensors, diffusers (the tiny VAE is a diffusers AutoencoderKL) and this repository.
 """
@@ -24,6 +28,7 @@ from latentsync.audio.windows import frame_window_indices, frame_windows, upstre
 from latentsync.face import align, restore  # noqa: E402
 from latentsync.face.mask import mask_from_image  # noqa: E402
 from latentsync.models.unet import UNet3DConditionModel, load_unet_state_dict  # noqa: E402
+from latentsync.pipeline.compiled import CompiledUNet, maybe_compile  # noqa: E402
 from latentsync.pipeline.length import plan_length  # noqa: E402
 from latentsync.pipeline.sampler import LipsyncSampler, SamplerOptions, decode_faces, encode_faces  # noqa: E402
 from latentsync.pipeline.vae import DiffusersVAE  # noqa: E402
@@ -35,6 +40,8 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--dtypes", default="fp32,fp16,bf16")
     ap.add_argument("--json")
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--batch-chunks", type=int, default=1)
     args = ap.parse_args()
     fx = args.fixtures
     manifest = json.load(open(os.path.join(fx, "manifest.json")))
@@ -61,19 +68,21 @@ def main() -> None:
     mats = matrices[plan.source_index]
     windows = frame_windows(features, frame_window_indices(features.shape[0], n_out, 25.0))
     mask = mask_from_image(masks["mask_256_u8"], resolution)
-    table = {"torch": torch.__version__, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+    table = {"torch": torch.__version__, "compile": args.compile, "batch_chunks": args.batch_chunks, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
     for name in args.dtypes.split(","):
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
         unet = UNet3DConditionModel(config)
         load_unet_state_dict(unet, state)
         unet = unet.to(device, dtype).eval()
+        unet = maybe_compile(unet, args.compile, device=device, frames=params["num_frames"],
+                             fixed_batch=args.batch_chunks)
         vae_model = AutoencoderKL(**entry["stats"]["vae_config"])
         vae_model.load_state_dict(vae_state)
         vae = DiffusersVAE(vae_model.to(device, dtype).eval())
         for deepcache in (True, False):
             opts = SamplerOptions(steps=params["num_inference_steps"], guidance_scale=params["guidance_scale"],
                                   seed=params["seed"], deepcache=deepcache, noise_device="cpu",
-                                  chunk_frames=params["num_frames"])
+                                  chunk_frames=params["num_frames"], batch_chunks=args.batch_chunks)
             t0 = time.time()
             sampler = LipsyncSampler(unet, opts, latent_hw=(resolution // 8,) * 2, device=device, dtype=dtype)
             encoded = encode_faces(vae, faces, mask.to(device))
@@ -83,6 +92,8 @@ def main() -> None:
             want = data[key][0].permute(1, 0, 2, 3).to(device)
             rel = float((latents.float() - want).norm() / want.norm())
             row = {"final_latents_rel_l2": rel, "seconds": time.time() - t0}
+            if isinstance(unet, CompiledUNet):
+                row["compiled"] = unet.fallback_reason or "ran compiled"
             if deepcache:
                 pasted = decode_faces(vae, latents, faces, mask.to(device))
                 out = restore.composite(frames, pasted.float(), mats, resolution)

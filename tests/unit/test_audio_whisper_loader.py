@@ -116,6 +116,7 @@ def test_not_a_whisper_checkpoint(tmp_path):
         load_whisper_encoder(_save({"state_dict": {"a": torch.zeros(1)}}, tmp_path / "unet.pt"))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # random bytes claim odd protocols
 def test_truncated_file_is_reported(ckpt, tmp_path):
     path = _save(ckpt, tmp_path / "full.pt")
     data = path.read_bytes()
