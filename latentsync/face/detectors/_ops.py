@@ -1,7 +1,8 @@
-"""Image resampling the detectors need, in torch (no OpenCV): a bilinear resize and a similarity-warp crop.
+"""What the detectors share: image resampling in torch (no OpenCV: a bilinear resize, a similarity-warp crop) and
+the alignment points from landmarks.
 
-Both follow OpenCV's conventions closely (``cv2.resize`` INTER_LINEAR and ``cv2.warpAffine`` INTER_LINEAR
-with a zero border, uint8 in and out) but are not bit-exact: OpenCV uses fixed-point weights, so single
+The resampling follows OpenCV's conventions closely (``cv2.resize`` INTER_LINEAR and ``cv2.warpAffine`` INTER_LINEAR
+with a zero border, uint8 in and out) but is not bit-exact: OpenCV uses fixed-point weights, so single
 pixels may differ by one grey level.
 """
 
@@ -104,3 +105,12 @@ def warp_crop_u8(frame: np.ndarray, matrix: np.ndarray, out_size: int) -> np.nda
     bottom = tap(iy1, ix0, inside_y1 & inside_x0) * (1 - fx) + tap(iy1, ix1, inside_y1 & inside_x1) * fx
     out = top * (1 - fy) + bottom * fy
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def alignment_points(landmarks: np.ndarray, groups, *, round_landmarks: bool, round_points: bool) -> np.ndarray:
+    """Means of the landmark index ``groups`` (left brow, right brow, nose): points ``(..., 3, 2)`` float32."""
+    lmk = np.asarray(landmarks, np.float64)
+    if round_landmarks:
+        lmk = np.round(lmk)
+    pts = np.stack([lmk[..., list(g), :].mean(-2) for g in groups], axis=-2)
+    return (np.round(pts) if round_points else pts).astype(np.float32)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._ops import resize_bilinear_u8
+from ._ops import alignment_points, resize_bilinear_u8
 from .base import DetectorUnavailableError, Face, FaceDetector, FaceFilter
 
 log = logging.getLogger(__name__)
@@ -68,16 +68,8 @@ def default_predictor_path() -> Path:
 
 def points3_from_68(landmarks: np.ndarray, *, upstream_rounding: bool = True) -> np.ndarray:
     """Alignment points ``(..., 3, 2)`` from 68 landmarks ``(..., 68, 2)`` (rounded like upstream by default)."""
-    lmk = np.asarray(landmarks, np.float64)
-    pts = np.stack(
-        [
-            lmk[..., list(LEFT_BROW_68), :].mean(-2),
-            lmk[..., list(RIGHT_BROW_68), :].mean(-2),
-            lmk[..., list(NOSE_68), :].mean(-2),
-        ],
-        axis=-2,
-    )
-    return (np.round(pts) if upstream_rounding else pts).astype(np.float32)
+    return alignment_points(landmarks, (LEFT_BROW_68, RIGHT_BROW_68, NOSE_68), round_landmarks=False,
+                            round_points=upstream_rounding)
 
 
 class DlibDetector(FaceDetector):

@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ._ops import invert_affine, resize_bilinear_u8, similarity_crop_matrix, warp_crop_u8
+from ._ops import alignment_points, invert_affine, resize_bilinear_u8, similarity_crop_matrix, warp_crop_u8
 from .base import DetectorUnavailableError, Face, FaceDetector, FaceFilter, ModelFile
 
 log = logging.getLogger(__name__)
@@ -354,18 +354,8 @@ def points3_from_106(landmarks: np.ndarray, *, upstream_rounding: bool = True) -
     With ``upstream_rounding`` the landmarks are rounded to integers first and the means rounded again,
     exactly as upstream; otherwise plain float means.
     """
-    lmk = np.asarray(landmarks, np.float64)
-    if upstream_rounding:
-        lmk = np.round(lmk)
-    pts = np.stack(
-        [
-            lmk[..., list(LEFT_BROW_106), :].mean(-2),
-            lmk[..., list(RIGHT_BROW_106), :].mean(-2),
-            lmk[..., list(NOSE_106), :].mean(-2),
-        ],
-        axis=-2,
-    )
-    return (np.round(pts) if upstream_rounding else pts).astype(np.float32)
+    return alignment_points(landmarks, (LEFT_BROW_106, RIGHT_BROW_106, NOSE_106), round_landmarks=upstream_rounding,
+                            round_points=upstream_rounding)
 
 
 class InsightFaceDetector(FaceDetector):
