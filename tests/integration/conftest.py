@@ -90,8 +90,10 @@ def comfy(tmp_path_factory, fixtures_dir, media):
     """A running ComfyUI with the pack, tiny models in its models folder and the test media in its input."""
     root = tmp_path_factory.mktemp("comfyui")
     try:
-        # torch.compile hands back eager functions: inductor needs minutes per shape on a CPU (see test_speed_options)
-        server = ComfyServer(root, env={"TORCH_COMPILE_DISABLE": "1"})
+        # torch.compile hands back eager functions: inductor needs minutes per shape on a CPU (see test_speed_options).
+        # One compute thread leaves a core to ComfyUI's event loop: on a 2-core machine two busy torch threads
+        # starved it, so websocket messages and Cancel reached the executor seconds late (as a GPU never would).
+        server = ComfyServer(root, env={"TORCH_COMPILE_DISABLE": "1", "OMP_NUM_THREADS": "1"})
     except ComfyUnavailable as exc:
         if _require():
             pytest.fail(str(exc))

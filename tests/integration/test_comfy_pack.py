@@ -129,8 +129,8 @@ def test_model_is_loaded_once_across_runs(comfy):
 
 
 def test_cancel_during_sampling_then_next_prompt_runs(comfy):
-    # Two 16-frame chunks x 200 steps: long enough that a slow CI machine's websocket and HTTP round trip
-    # still lands mid-sampling. Cancel is re-sent every 25 ticks in case one request raced the executor.
+    # Two 16-frame chunks x 200 steps leave room for a late Cancel (the server runs one compute thread so its
+    # event loop is not starved, see conftest); Cancel is re-sent every 25 ticks in case one request raced.
     steps = 200
     prompt = configure(load_api("lipsync_basic_api.json"), comfy, steps=steps, seed=21, short=False)
     sampler = nodes_of(prompt, "LatentSyncSampler")[0]
