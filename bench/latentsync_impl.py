@@ -1,8 +1,9 @@
 """This pack as an implementation for the shared LatentSync benchmark harness (../shared/tools/baseline), and the
 random full-size models both drivers use.
 
-Harness use (upstream and this pack timed side by side, same inputs, fresh process per case):
-    device_run.sh 560 "demo1=256:off,512:on" --impl upstream_impl --impl bench.latentsync_impl:Impl
+Harness use (upstream and this pack timed side by side, same inputs, fresh process per case), through the
+import-safe entry ``bench/harness/latentsync_pack_bench.py``:
+    bash bench/side_by_side.sh 560 "demo1=256:off,512:on" --impl upstream_impl --impl latentsync_pack_bench:Impl
 Standalone: bench/bench_pipeline.py.
 
 Face detection is replaced by the harness's precomputed alignment points (as for upstream), so both sides time

@@ -84,6 +84,20 @@ def _resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
     return np.concatenate(out, axis=1)
 
 
+def mux_audio(out, stream, wave: np.ndarray, rate: int, fmt: str = "fltp", frame_size: int = 1024) -> None:
+    """Encode ``wave`` (C, T) into ``stream`` in frames of the codec's size (``frame_size`` until it is opened:
+    1024 for AAC, 1152 for MP3) and flush it; planar float, or packed s16 for mono."""
+    size = stream.codec_context.frame_size or frame_size
+    for start in range(0, wave.shape[1], size):
+        chunk = np.ascontiguousarray(wave[:, start:start + size])
+        frame = av.AudioFrame.from_ndarray(chunk, format=fmt, layout=stream.layout)
+        frame.sample_rate, frame.pts = rate, start
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+
+
 def encode_rgb(path: Path, frames: np.ndarray, *, codec: str, fmt: str, rate: Fraction, pts: np.ndarray | None = None,
             time_base: Fraction | None = None, options: dict | None = None, audio: tuple | None = None) -> None:
     """Plain PyAV encode of RGB frames (pts in ``time_base`` ticks, default 1/rate) with optional AAC audio."""
@@ -107,15 +121,7 @@ def encode_rgb(path: Path, frames: np.ndarray, *, codec: str, fmt: str, rate: Fr
         for packet in stream.encode():
             out.mux(packet)
         if astream is not None:
-            wave, sr = audio
-            for start in range(0, wave.shape[1], 1024):
-                chunk = np.ascontiguousarray(wave[:, start:start + 1024])
-                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=astream.layout)
-                frame.sample_rate, frame.pts = sr, start
-                for packet in astream.encode(frame):
-                    out.mux(packet)
-            for packet in astream.encode():
-                out.mux(packet)
+            mux_audio(out, astream, *audio)
 
 
 class MediaVariants:
@@ -275,15 +281,7 @@ class MediaVariants:
         path = self.out_dir / "audio.mp3"
         with av.open(str(path), "w", format="mp3") as out:
             stream = out.add_stream("libmp3lame", rate=rate, layout="stereo")
-            size = stream.codec_context.frame_size or 1152
-            for start in range(0, wave.shape[1], size):
-                chunk = np.ascontiguousarray(wave[:, start:start + size])
-                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
-                frame.sample_rate, frame.pts = rate, start
-                for packet in stream.encode(frame):
-                    out.mux(packet)
-            for packet in stream.encode():
-                out.mux(packet)
+            mux_audio(out, stream, wave, rate, frame_size=1152)
         return AudioVariant(path, rate, 2, wave.shape[1], wave)
 
 

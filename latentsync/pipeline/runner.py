@@ -283,7 +283,6 @@ def lipsync_file(
     def skip(start: int, stop: int) -> bool:
         return not bool(apply[start:stop].any())
 
-
     def process(a: int, b: int, source_frames: np.ndarray) -> tuple[torch.Tensor, Optional[torch.cuda.Event]]:
         """One window on the device: align, generate, composite; returns the frames on the host (pinned when on
         CUDA, the copy still in flight) and the event that marks the copy done."""
@@ -312,6 +311,14 @@ def lipsync_file(
             done.synchronize()
         writer.write(host.numpy())
 
+    def drain(keep: int) -> None:
+        """Wait for queued writes until at most ``keep`` remain, reporting each finished one."""
+        with stage("encode_wait"):
+            while len(queued) > keep:
+                end, job = queued.popleft()
+                job.result()
+                report("write", end, n_out)
+
     chunk = options.sampler.chunk_frames
     window = max(chunk * options.sampler.batch_chunks, options.window_frames // chunk * chunk)  # whole chunks
     spans = [(a, min(a + window, n_out)) for a in range(0, n_out, window)]
@@ -332,17 +339,9 @@ def lipsync_file(
                 upcoming = reader.submit(source.get, src[spans[i + 1][0]:spans[i + 1][1]].numpy())
             host, done = process(a, b, source_frames)
             del source_frames
-            with stage("encode_wait"):
-                while len(queued) >= 2:
-                    end, job = queued.popleft()
-                    job.result()
-                    report("write", end, n_out)
+            drain(keep=1)
             queued.append((b, encoder.submit(write, writer, host, done)))
-        with stage("encode_wait"):
-            while queued:
-                end, job = queued.popleft()
-                job.result()
-                report("write", end, n_out)
+        drain(keep=0)
     return RunReport(
         output=output_path, frames=n_out, fps=fps, detector=track.detector,
         missing_face_frames=torch.nonzero(~found[src]).flatten().tolist(),

@@ -19,7 +19,7 @@ sys.path.insert(0, str(HERE.parent))  # tests/ (comfy_env) — tests/ is not a p
 sys.path.insert(0, str(HERE))
 
 import tiny_models  # noqa: E402
-from media_variants import write_wav  # noqa: E402
+from media_variants import mux_audio, write_wav  # noqa: E402
 from comfy_env import ComfyServer, ComfyUnavailable  # noqa: E402
 from workflow_helpers import (  # noqa: E402
     CLIP_FPS,
@@ -73,16 +73,7 @@ def _write_clip(path: Path, frames: np.ndarray, speech: np.ndarray, rate: int) -
                 out.mux(packet)
         for packet in video.encode():
             out.mux(packet)
-        chunk = audio.codec_context.frame_size or 1024
-        samples = speech.astype(np.int16)
-        for start in range(0, len(samples), chunk):
-            part = samples[start:start + chunk][None, :]
-            frame = av.AudioFrame.from_ndarray(part, format="s16", layout="mono")
-            frame.sample_rate, frame.pts = rate, start
-            for packet in audio.encode(frame):
-                out.mux(packet)
-        for packet in audio.encode():
-            out.mux(packet)
+        mux_audio(out, audio, speech.astype(np.int16)[None, :], rate, fmt="s16")
 
 
 @pytest.fixture(scope="session")
