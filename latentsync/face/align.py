@@ -19,6 +19,7 @@ _TEMPLATE_UNITS = ((17.0, 20.0), (58.0, 20.0), (37.5, 40.0))  # image-left eyebr
 _CROP_UNITS = (75, 100)  # crop width, height before scaling
 _BIAS_KEEP = 0.2  # weight of the previous bias in the smoothing filter
 WARP_FILL = 127.0
+_BLAS_MIN_ROWS = 128  # sampling grids at least this tall go through the BLAS, as affine_grid's always do
 
 
 def _ratio(resolution: int) -> float:
@@ -43,6 +44,33 @@ def face_template(resolution: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(_TEMPLATE_UNITS, dtype=np.float64) * ratio).to(torch.float32)
 
 
+def _similarity_one(points: torch.Tensor, template: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One frame of :func:`similarity_matrix`: ``points (3, 2)`` -> ``(matrix (2, 3), bias (2,))``.
+
+    The operations, their shapes and their order are upstream's (2-D tensors, one frame at a time), not a
+    batched equivalent: CPU BLAS/LAPACK libraries pick their kernels by shape and by processor, so only the
+    same calls round the same way on every machine.
+    """
+    src_mean = torch.mean(points, dim=0)
+    dst_mean = torch.mean(template, dim=0)
+    src_c = points - src_mean
+    dst_c = template - dst_mean
+    src_scale = torch.std(src_c)
+    dst_scale = torch.std(dst_c)
+    src_n = src_c / src_scale
+    dst_n = dst_c / dst_scale
+    u, _, vh = torch.linalg.svd(torch.matmul(src_n.T, dst_n), full_matrices=False)
+    v = vh.mH
+    rot = torch.matmul(v, u.T)
+    if torch.det(rot) < 0:  # a reflection: flip the least significant axis of V
+        v = v.clone()
+        v[:, -1] = -v[:, -1]
+        rot = torch.matmul(v, u.T)
+    scale = dst_scale / src_scale
+    shift = dst_mean.reshape(2, 1) - scale * torch.matmul(rot, src_mean.reshape(2, 1))
+    return torch.cat((scale * rot, shift), dim=1), dst_n[2] - src_n[2]
+
+
 def similarity_matrix(points: torch.Tensor, template: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Least-squares similarity (rotation, uniform scale, shift) mapping ``points`` onto ``template``.
 
@@ -50,35 +78,19 @@ def similarity_matrix(points: torch.Tensor, template: torch.Tensor) -> tuple[tor
     scalar (the unbiased std of its six coordinates); the rotation comes from the SVD of the normalised
     cross-covariance with reflections removed. Returns ``matrices (F, 2, 3)`` (frame -> crop pixels,
     unsmoothed) and ``bias (F, 2)``: template minus points for the nose, in normalised units, which the
-    smoothing filter adds to the translation.
+    smoothing filter adds to the translation. Computed in float32 on the CPU, frame by frame as upstream.
     """
-    pts = points.to(torch.float32)
-    tpl = template.to(device=pts.device, dtype=torch.float32).expand_as(pts)
-    src_mean = pts.mean(dim=1, keepdim=True)
-    dst_mean = tpl.mean(dim=1, keepdim=True)
-    src_c = pts - src_mean
-    dst_c = tpl - dst_mean
-    src_scale = src_c.flatten(1).std(dim=1)[:, None, None]
-    dst_scale = dst_c.flatten(1).std(dim=1)[:, None, None]
-    if bool((src_scale <= 0).any()):
-        bad = torch.nonzero(src_scale.flatten() <= 0).flatten().tolist()
-        raise ValueError(f"similarity_matrix: the three points coincide in frame(s) {bad[:10]}; no alignment possible.")
-    src_n = src_c / src_scale
-    dst_n = dst_c / dst_scale
-    cov = src_n.transpose(1, 2) @ dst_n
-    u, _, vh = torch.linalg.svd(cov)
-    v = vh.transpose(1, 2)
-    rot = v @ u.transpose(1, 2)
-    # A reflection (det < 0) is turned into a rotation by flipping the least significant axis of V.
-    flip = torch.where(torch.linalg.det(rot) < 0, -1.0, 1.0)
-    v = torch.cat([v[:, :, :1], v[:, :, 1:] * flip[:, None, None]], dim=2)
-    rot = v @ u.transpose(1, 2)
-    scale = dst_scale / src_scale
-    linear = scale * rot
-    shift = dst_mean.transpose(1, 2) - scale * (rot @ src_mean.transpose(1, 2))
-    matrices = torch.cat([linear, shift], dim=2)
-    bias = dst_n[:, 2] - src_n[:, 2]
-    return matrices, bias
+    pts = points.detach().to(device="cpu", dtype=torch.float32)
+    tpl = template.detach().to(device="cpu", dtype=torch.float32)
+    if pts.shape[0] == 0:
+        return torch.empty((0, 2, 3)), torch.empty((0, 2))
+    degenerate = [i for i in range(pts.shape[0]) if not bool(torch.std(pts[i] - torch.mean(pts[i], dim=0)) > 0)]
+    if degenerate:
+        raise ValueError(
+            f"similarity_matrix: the three points coincide in frame(s) {degenerate[:10]}; no alignment possible."
+        )
+    pairs = [_similarity_one(pts[i], tpl) for i in range(pts.shape[0])]
+    return torch.stack([m for m, _ in pairs]), torch.stack([b for _, b in pairs])
 
 
 class AlignmentSmoother:
@@ -160,14 +172,17 @@ def _homogeneous(matrices: torch.Tensor) -> torch.Tensor:
 def unit_sampling_matrix(dst_from_src: torch.Tensor, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> torch.Tensor:
     """``(N, 2, 3)`` float32 map from output unit coordinates to input unit coordinates (CPU).
 
-    Computed in float32 in the same order kornia uses (normalise the pixel matrix, invert), so sample
-    positions agree with ``kornia.geometry.warp_affine`` to the last bits on the CPU.
+    Computed per item with kornia's own operations and shapes (normalise the ``(1, 3, 3)`` pixel matrix,
+    invert), so the sampling matrices equal ``kornia.geometry.warp_affine``'s on any processor.
     """
-    m = _homogeneous(dst_from_src.detach().to(device="cpu", dtype=torch.float32))
-    src_norm = _pixel_to_unit(*src_hw)
-    dst_norm = _pixel_to_unit(*dst_hw)
-    unit = dst_norm @ (m @ torch.linalg.inv(src_norm))
-    return torch.linalg.inv(unit)[:, :2]
+    mats = _homogeneous(dst_from_src.detach().to(device="cpu", dtype=torch.float32))
+    src_norm = _pixel_to_unit(*src_hw)[None]
+    dst_norm = _pixel_to_unit(*dst_hw)[None]
+    src_from_unit = torch.linalg.inv(src_norm)
+    units = [torch.linalg.inv(dst_norm @ (mats[i : i + 1] @ src_from_unit)) for i in range(mats.shape[0])]
+    if not units:
+        return torch.empty((0, 2, 3), dtype=torch.float32)
+    return torch.cat(units)[:, :2]
 
 
 def invert_affine(matrices: torch.Tensor) -> torch.Tensor:
@@ -191,13 +206,27 @@ def sample_positions(
     theta = unit_matrix.to(device=device, dtype=torch.float32)
     unit_x = torch.linspace(-1.0, 1.0, dst_hw[1], device=device, dtype=torch.float32)[cols]
     unit_y = torch.linspace(-1.0, 1.0, dst_hw[0], device=device, dtype=torch.float32)[rows]
-    ux = unit_x[:, None, :]
-    uy = unit_y[:, :, None]
-    t = theta[:, :, :, None, None]
-    # Elementwise (not matmul) so TF32 settings can never touch the coordinates; the products are
-    # formed on the row/column vectors and only the sums are image-sized.
-    gx = (t[:, 0, 0] * ux + t[:, 0, 1] * uy) + t[:, 0, 2]
-    gy = (t[:, 1, 0] * ux + t[:, 1, 1] * uy) + t[:, 1, 2]
+    count, height, width = theta.shape[0], unit_y.shape[1], unit_x.shape[1]
+    if device.type == "cpu":
+        # affine_grid's own product (unit grid x theta^T through the CPU BLAS): the library rounds it by
+        # processor, and only the same call gives kornia's sample positions bit for bit everywhere.
+        base = torch.stack(
+            [unit_x[:, None, :].expand(count, height, width), unit_y[:, :, None].expand(count, height, width),
+             torch.ones((count, height, width), dtype=torch.float32)],
+            dim=-1,
+        ).view(count, height * width, 3)
+        if height * width < _BLAS_MIN_ROWS:  # torch multiplies tiny matrices in its own loop, not the BLAS
+            base = torch.cat([base, base.new_zeros(count, _BLAS_MIN_ROWS - height * width, 3)], dim=1)
+        grid = base.bmm(theta.transpose(1, 2))[:, : height * width].view(count, height, width, 2)
+        gx, gy = grid[..., 0], grid[..., 1]
+    else:
+        # Elementwise on accelerators, so TF32 settings can never touch the coordinates; the products are
+        # formed on the row/column vectors and only the sums are image-sized.
+        ux = unit_x[:, None, :]
+        uy = unit_y[:, :, None]
+        t = theta[:, :, :, None, None]
+        gx = (t[:, 0, 0] * ux + t[:, 0, 1] * uy) + t[:, 0, 2]
+        gy = (t[:, 1, 0] * ux + t[:, 1, 1] * uy) + t[:, 1, 2]
     x = (gx + 1) / 2 * (src_hw[1] - 1)
     y = (gy + 1) / 2 * (src_hw[0] - 1)
     return x, y

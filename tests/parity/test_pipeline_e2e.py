@@ -117,16 +117,45 @@ def test_pipeline_matches_upstream(e2e, check, fixtures_dir, deepcache):
         assert_uint8_close(out, data["deepcache_output_frames"], check["pipeline_output_frames_uint8"], "output frames")
 
 
+def nudge_faces(faces: torch.Tensor, bound: dict, seed: int = 0) -> torch.Tensor:
+    """``faces`` with a seeded ``max_fraction_of_pixels_differing`` of their values moved by ``max_abs_diff``
+    levels: the most the manifest lets aligned faces differ from upstream's."""
+    gen = torch.Generator().manual_seed(seed)
+    picked = torch.rand(faces.shape, generator=gen) < bound["max_fraction_of_pixels_differing"]
+    sign = torch.where(torch.rand(faces.shape, generator=gen) < 0.5, -1, 1)
+    return (faces.int() + picked * sign * bound["max_abs_diff"]).clamp(0, 255).to(torch.uint8)
+
+
 def test_first_chunk_posterior_draws(e2e, check, fixtures_dir):
-    """The masked/reference latents of chunk 0 are upstream's posterior samples (same RNG draws)."""
+    """The masked/reference latents of chunk 0 are upstream's posterior samples (same RNG draws).
+
+    These samples come straight from the aligned faces through a random VAE, and the faces are truncated to
+    uint8 after the warp, so processor-dependent float rounding in upstream's own alignment moves them: upstream
+    on an Intel Xeon is 2.4e-3 (masked) / 4.6e-3 (reference) rel-L2 from its own golden data made on an AMD EPYC.
+    The bound is therefore what faces within the manifest's uint8 tolerance do to the latents through this VAE,
+    and it must stay far below the distance a different draw makes.
+    """
     params, data, unet, vae = e2e
     resolution, frames, matrices, faces, windows = prepare(params, data)
     mask = upstream_mask(fixtures_dir, resolution)
-    options = SamplerOptions(seed=params["seed"], noise_device="cpu", chunk_frames=params["num_frames"])
-    sampler = LipsyncSampler(unet, options, latent_hw=(resolution // 8,) * 2, device="cpu", dtype=torch.float32)
-    encoded = encode_faces(vae, faces, mask).slice(0, params["chunk_sizes"][0])
-    masked = sampler._posterior(encoded.masked_mean, encoded.masked_logvar) * 0.18215
-    ref = sampler._posterior(encoded.ref_mean, encoded.ref_logvar) * 0.18215
-    for got, key in ((masked, "chunk0_masked_image_latents"), (ref, "chunk0_ref_latents")):
+    first = params["chunk_sizes"][0]
+
+    def chunk0_latents(face_batch: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+        options = SamplerOptions(seed=seed, noise_device="cpu", chunk_frames=params["num_frames"])
+        sampler = LipsyncSampler(unet, options, latent_hw=(resolution // 8,) * 2, device="cpu", dtype=torch.float32)
+        encoded = encode_faces(vae, face_batch, mask).slice(0, first)
+        return {
+            "chunk0_masked_image_latents": sampler._posterior(encoded.masked_mean, encoded.masked_logvar) * 0.18215,
+            "chunk0_ref_latents": sampler._posterior(encoded.ref_mean, encoded.ref_logvar) * 0.18215,
+        }
+
+    ours = chunk0_latents(faces, params["seed"])
+    nudged = chunk0_latents(nudge_faces(faces, check["uint8_image"]), params["seed"])
+    other_draw = chunk0_latents(faces, params["seed"] + 1)
+    for key, got in ours.items():
         want = data[key][0].permute(1, 0, 2, 3)
-        assert rel_l2(got, want) < check["pipeline_final_latents"]["max_rel_l2"], key
+        allowance = rel_l2(nudged[key], got)
+        wrong = rel_l2(other_draw[key], want)
+        assert allowance < wrong / 20, f"{key}: the face tolerance ({allowance:.2e}) cannot tell a wrong draw ({wrong:.2e})"
+        err = rel_l2(got, want)
+        assert err < allowance, f"{key}: rel-L2 {err:.2e}, more than faces within the uint8 tolerance give ({allowance:.2e})"
