@@ -1,8 +1,10 @@
 """Which model files LatentSync needs, where they come from, and fetching the missing ones.
 
 Files are looked up in the user's models folders; a missing file is downloaded from its official Hugging Face
-repository only when the caller allows it (the ComfyUI loader node or the CLI, never at import). Offline, or with
-downloads off, one :class:`ModelFilesMissing` message lists every missing file, its source and where to put it.
+repository only when the caller allows it (the ComfyUI loader node or the CLI, never at import). Before any
+download, one quick check says whether downloading can work at all (downloads off, an offline variable set, the
+hub out of reach); when it cannot, one :class:`ModelFilesMissing` message lists every missing file, its source,
+where to put it and the real cause, within seconds.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ import os
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
+from . import hub
+
 log = logging.getLogger(__name__)
+
+GB, MB = 1000**3, 1000**2
 
 
 @dataclass(frozen=True)
@@ -26,9 +32,11 @@ class ModelFile:
     subdir: str  # destination relative to the models root (e.g. "latentsync/1.6")
     revision: str = "main"
     sha256: Optional[str] = None
-    size: Optional[int] = None
+    size: Optional[int] = None  # exact size in bytes, checked after a download when known
     note: str = ""
     local_name: Optional[str] = None  # file name on disk when it differs from the repo's
+    aliases: tuple[str, ...] = ()  # other accepted paths, relative to ``subdir`` (read, never written)
+    approx_bytes: Optional[int] = None  # for messages and download totals when the exact size is unknown
 
     @property
     def url(self) -> str:
@@ -39,22 +47,52 @@ class ModelFile:
         return self.local_name or os.path.basename(self.filename)
 
     def dest(self, models_root: str) -> str:
+        """Where the file is written (and looked for first) under ``models_root``."""
         return os.path.join(models_root, self.subdir, self.dest_name)
+
+    def candidates(self, models_root: str) -> list[str]:
+        """Every accepted path under ``models_root``: the destination, then the aliases."""
+        return [self.dest(models_root)] + [os.path.join(models_root, self.subdir, a) for a in self.aliases]
+
+    def find(self, models_root: str) -> Optional[str]:
+        """The first accepted path that exists under ``models_root``, or None."""
+        return next((p for p in self.candidates(models_root) if os.path.isfile(p)), None)
+
+    @property
+    def expected_bytes(self) -> Optional[int]:
+        return self.size or self.approx_bytes
+
+
+def human_size(num: Optional[float]) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as download pages show them)."""
+    if num is None:
+        return "size unknown"
+    for unit, scale in (("GB", GB), ("MB", MB), ("kB", 1000)):
+        if num >= scale:
+            return f"{num / scale:.1f} {unit}"
+    return f"{int(num)} B"
 
 
 # Official sources. Revisions and checksums could not be read from the hub on the machines this pack is built on;
-# set `revision`/`sha256` here once known and every download is pinned and verified.
+# set `revision`/`sha256`/`size` here once known and every download is pinned and verified. Sizes are those of
+# the float32 U-Net (1,267,944,644 elements), openai-whisper's tiny.pt and diffusers' sd-vae-ft-mse.
 UNET_FILES = {
     "1.5": ModelFile("unet-1.5", "ByteDance/LatentSync-1.5", "latentsync_unet.pt", "latentsync/1.5",
-                     note="LatentSync 1.5 U-Net (256 px), ~5 GB"),
+                     note="LatentSync 1.5 U-Net (256 px)", approx_bytes=5_070_000_000),
     "1.6": ModelFile("unet-1.6", "ByteDance/LatentSync-1.6", "latentsync_unet.pt", "latentsync/1.6",
-                     note="LatentSync 1.6 U-Net (512 px), ~5 GB"),
+                     note="LatentSync 1.6 U-Net (512 px)", approx_bytes=5_070_000_000),
 }
 WHISPER_TINY = ModelFile("whisper-tiny", "ByteDance/LatentSync-1.6", "whisper/tiny.pt", "latentsync/whisper",
-                         note="Whisper tiny audio encoder, ~75 MB")
+                         note="Whisper tiny audio encoder", approx_bytes=75_600_000)
 VAE_FT_MSE = ModelFile("vae-ft-mse", "stabilityai/sd-vae-ft-mse", "diffusion_pytorch_model.safetensors", "vae",
-                       note="sd-vae-ft-mse (diffusers format), ~335 MB; ComfyUI's VAELoader reads it as is",
-                       local_name="sd-vae-ft-mse.safetensors")
+                       note="sd-vae-ft-mse (diffusers format; ComfyUI's VAELoader reads it as is)",
+                       local_name="sd-vae-ft-mse.safetensors", approx_bytes=334_600_000,
+                       aliases=("sd-vae-ft-mse/diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors"))
+
+
+def files_for_version(version: str) -> list[ModelFile]:
+    """The three files one LatentSync release needs (U-Net, Whisper, VAE)."""
+    return [UNET_FILES[version], WHISPER_TINY, VAE_FT_MSE]
 
 
 class ModelFilesMissing(FileNotFoundError):
@@ -62,14 +100,19 @@ class ModelFilesMissing(FileNotFoundError):
 
     def __init__(self, missing: Sequence[tuple[ModelFile, str]], reason: str = ""):
         self.missing = list(missing)
+        self.reason = reason
+        total = sum(spec.expected_bytes or 0 for spec, _ in self.missing)
         lines = [f"LatentSync model files are missing{': ' + reason if reason else ''}."]
-        lines.append("Put each file at the path shown (or allow downloads):")
+        lines.append(f"Put each file at the path shown (or allow downloads; about {human_size(total)} in all):")
         for spec, dest in self.missing:
-            lines.append(f"  - {dest}\n      from {spec.url}  ({spec.note or spec.key})")
+            also = "".join(f"\n      (also accepted: {os.path.join(os.path.dirname(dest), a)})" for a in spec.aliases)
+            lines.append(f"  - {dest}{also}\n      from {spec.url}  ({spec.note or spec.key}, "
+                         f"{'about ' if not spec.size else ''}{human_size(spec.expected_bytes)})")
         super().__init__("\n".join(lines))
 
 
 def sha256_of(path: str, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(chunk), b""):
@@ -78,8 +121,34 @@ def sha256_of(path: str, chunk: int = 1 << 20) -> str:
 
 
 def downloads_disabled() -> bool:
-    """True when the environment asks huggingface_hub to stay offline."""
-    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    """True when the environment asks huggingface_hub to stay offline (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)."""
+    return hub.offline_variable() is not None
+
+
+STAGING = ".download"  # per target folder; huggingface_hub keeps its lock, metadata and partial files under it
+
+
+def tidy_staging(staging: str) -> None:
+    """Remove huggingface_hub's lock files from a staging folder and, unless a partial download waits there to be
+    resumed, its metadata and bookkeeping too; then remove the folders left empty. Nothing else is deleted."""
+    if not os.path.isdir(staging):
+        return
+    files = [os.path.join(d, f) for d, _, names in os.walk(staging) for f in names]
+    resumable = any(f.endswith(".incomplete") for f in files)
+    for path in files:
+        name = os.path.basename(path)
+        ours = name.endswith(".lock") or (not resumable and (
+            name.endswith(".metadata") or name in (".gitignore", "CACHEDIR.TAG")) and f"{os.sep}.cache{os.sep}" in path)
+        if ours:
+            try:
+                os.remove(path)
+            except OSError:  # held by another download on Windows: left for that one
+                pass
+    for folder, _, _ in sorted(os.walk(staging), key=lambda entry: -len(entry[0])):
+        try:
+            os.rmdir(folder)  # only succeeds on an empty folder
+        except OSError:
+            pass
 
 
 def download(spec: ModelFile, models_root: str) -> str:
@@ -91,19 +160,23 @@ def download(spec: ModelFile, models_root: str) -> str:
     dest = spec.dest(models_root)
     target_dir = os.path.join(models_root, spec.subdir)
     os.makedirs(target_dir, exist_ok=True)
-    log.info("Downloading %s (%s) to %s", spec.url, spec.note, dest)
+    log.info("Downloading %s (%s, %s) to %s", spec.url, spec.note, human_size(spec.expected_bytes), dest)
     # hf_hub_download keeps the repo's sub-path under local_dir; download into a staging dir, then move.
-    staging = os.path.join(target_dir, ".download")
-    path = hf_hub_download(spec.repo_id, spec.filename, revision=spec.revision, local_dir=staging)
-    problem = None
-    if spec.size is not None and os.path.getsize(path) != spec.size:
-        problem = f"size {os.path.getsize(path)} != expected {spec.size} (incomplete download)"
-    elif spec.sha256 is not None and sha256_of(path) != spec.sha256:
-        problem = f"sha256 differs from the expected {spec.sha256}"
-    if problem:
-        os.remove(path)  # our own staging copy, never a user's file
-        raise OSError(f"{spec.url}: {problem}; the file was discarded, try again")
-    os.replace(path, dest)
+    staging = os.path.join(target_dir, STAGING)
+    try:
+        path = hf_hub_download(spec.repo_id, spec.filename, revision=spec.revision, local_dir=staging,
+                               endpoint=hub.endpoint())
+        problem = None
+        if spec.size is not None and os.path.getsize(path) != spec.size:
+            problem = f"size {os.path.getsize(path)} != expected {spec.size} (incomplete download)"
+        elif spec.sha256 is not None and sha256_of(path) != spec.sha256:
+            problem = f"sha256 differs from the expected {spec.sha256}"
+        if problem:
+            os.remove(path)  # our own staging copy, never a user's file
+            raise OSError(f"{spec.url}: {problem}; the file was discarded, try again")
+        os.replace(path, dest)
+    finally:
+        tidy_staging(staging)
     return dest
 
 
@@ -117,34 +190,34 @@ def ensure_files(
     """Return {key: path} for every spec, downloading missing files when allowed.
 
     ``existing`` maps keys to paths the caller already resolved (e.g. a file the user chose in a dropdown).
+    Before downloading anything, :func:`hub.download_blocker` says whether a download can work; if not, or when
+    one download fails, one :class:`ModelFilesMissing` names every file still missing and the cause.
     """
     existing = dict(existing or {})
     resolved: dict[str, str] = {}
     missing: list[tuple[ModelFile, str]] = []
     for spec in specs:
-        path = existing.get(spec.key) or spec.dest(models_root)
-        if os.path.isfile(path):
+        chosen = existing.get(spec.key)
+        path = chosen if chosen else spec.find(models_root)
+        if path and os.path.isfile(path):
             resolved[spec.key] = path
         else:
-            missing.append((spec, path))
+            missing.append((spec, chosen or spec.dest(models_root)))
     if not missing:
         return resolved
-    if not allow_download:
-        raise ModelFilesMissing(missing, "downloads are turned off")
-    if downloads_disabled():
-        raise ModelFilesMissing(missing, "HF_HUB_OFFLINE is set")
-    failed: list[tuple[ModelFile, str]] = []
-    errors: list[str] = []
-    for spec, path in missing:
+    blocker = hub.download_blocker(allow_download)
+    if blocker:
+        raise ModelFilesMissing(missing, blocker)
+    for n, (spec, _) in enumerate(missing):
         try:
             resolved[spec.key] = download(spec, models_root)
         except ModelFilesMissing:
             raise
         except Exception as exc:  # network errors come in many types (requests, httpx, OSError, hub errors)
-            failed.append((spec, path))
-            errors.append(f"{spec.dest_name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    if failed:
-        raise ModelFilesMissing(failed, "the download failed (offline?) — " + "; ".join(errors))
+            lines = str(exc).strip().splitlines()
+            detail = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+            raise ModelFilesMissing(missing[n:], f"downloading {spec.dest_name} from {hub.endpoint()} failed "
+                                    f"({detail})") from exc
     return resolved
 
 

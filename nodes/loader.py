@@ -20,7 +20,7 @@ def _resolve_files(unet: str, whisper: str, vae: str, allow_download: bool, chec
 
     Raises ModelFilesMissing (one message for every missing file) or FileNotFoundError for user files.
     """
-    from ..latentsync import model_files
+    from ..latentsync import hub, model_files
 
     found: dict[str, str] = {}
     specs = []
@@ -37,12 +37,18 @@ def _resolve_files(unet: str, whisper: str, vae: str, allow_download: bool, chec
         specs.append((kind, spec))
     if specs:
         root = paths.models_root()
+        for kind, spec in list(specs):  # an official file under another accepted name (the VAE's hub name)
+            alias = spec.find(root)
+            if alias is not None:
+                found[kind] = alias
+                specs.remove((kind, spec))
+    if specs:
         missing = [(spec, spec.dest(root)) for _, spec in specs]
         if check_only:
-            if not allow_download:
-                raise model_files.ModelFilesMissing(missing, "downloads are turned off (download = off)")
-            if model_files.downloads_disabled():
-                raise model_files.ModelFilesMissing(missing, "HF_HUB_OFFLINE is set")
+            blocker = hub.download_blocker(allow_download)
+            if blocker:
+                reason = "downloads are turned off (download = off)" if not allow_download else blocker
+                raise model_files.ModelFilesMissing(missing, reason)
             return found
         got = model_files.ensure_files([s for _, s in specs], root, allow_download=allow_download)
         for kind, spec in specs:
