@@ -79,7 +79,8 @@ def load_diffusers_vae(path: str, *, device: str | torch.device = "cpu", dtype: 
     import os
 
     if os.path.isdir(path):
-        vae = AutoencoderKL.from_pretrained(path, torch_dtype=dtype)
+        # low_cpu_mem_usage=False: the default asks for `accelerate` and warns on every load without it.
+        vae = AutoencoderKL.from_pretrained(path, torch_dtype=dtype, low_cpu_mem_usage=False)
     else:
         from ..models.checkpoint import read_checkpoint
 
@@ -98,5 +99,6 @@ def load_diffusers_vae(path: str, *, device: str | torch.device = "cpu", dtype: 
                 f"{path} is not a diffusers-format sd-vae-ft-mse file: {len(missing)} missing keys "
                 f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})."
             )
-        vae = vae.to(dtype)
+        # torch's own cast: diffusers' override warns about fp32-only modules on every call, even with none.
+        vae = torch.nn.Module.to(vae, dtype=dtype)
     return DiffusersVAE(vae.to(device).eval())
