@@ -3,6 +3,7 @@ output frame count / fps / audio alignment, length policies, exit codes, batch r
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from fractions import Fraction
@@ -47,15 +48,39 @@ def test_cli_writes_synced_video(models, clip, tmp_path, policy, frames):
     assert info.has_audio
 
 
-def test_cli_refuses_to_overwrite_and_reports_bad_input(models, clip, tmp_path):
+def test_cli_refuses_to_overwrite_and_rejects_a_missing_input(models, clip, tmp_path):
     video, audio = clip
     out = tmp_path / "exists.mp4"
     out.write_bytes(b"user data")
-    assert cli.run(args_for(models, "--video", str(video), "--audio", str(audio), "--output", str(out))) == cli.EXIT_INPUT
+    assert cli.run(args_for(models, "--video", str(video), "--audio", str(audio), "--output", str(out))) == cli.EXIT_USAGE
     assert out.read_bytes() == b"user data"
     missing = tmp_path / "nope.mp4"
     assert cli.run(args_for(models, "--video", str(missing), "--audio", str(audio),
+                            "--output", str(tmp_path / "o.mp4"))) == cli.EXIT_USAGE
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 1024)  # exists, but no decoder can read it: found only while running
+    assert cli.run(args_for(models, "--video", str(broken), "--audio", str(audio),
                             "--output", str(tmp_path / "o.mp4"))) == cli.EXIT_INPUT
+
+
+def test_batch_folder_rerun_is_quiet_about_its_outputs_and_loads_nothing(models, clip, tmp_path, capsys):
+    video, audio = clip
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    shutil.copy(video, folder / "take1.mp4")
+    shutil.copy(audio, folder / "take1.wav")
+    assert cli.run(args_for(models, "--batch", str(folder))) == cli.EXIT_OK
+    out = folder / "take1_lipsync.mp4"
+    stamp = out.stat().st_mtime_ns
+    capsys.readouterr()
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")  # loading it would fail (exit 3): the rerun must not load at all
+    code = cli.run([a for a in args_for(models, "--batch", str(folder)) if a != "--quiet"] + ["--unet", str(garbage)])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_OK, err
+    assert "no audio file with the same name" not in err
+    assert "nothing to do" in err
+    assert out.stat().st_mtime_ns == stamp
 
 
 def test_batch_carries_on_past_a_failure_and_resumes(models, clip, tmp_path):
@@ -87,6 +112,6 @@ def test_missing_models_offline_exit_code(tmp_path):
 
 
 def test_usage_errors_exit_2(capsys):
-    with pytest.raises(SystemExit) as err:
-        cli.run(["--video", "x.mp4"])
-    assert err.value.code == cli.EXIT_USAGE
+    assert cli.run(["--video", "x.mp4"]) == cli.EXIT_USAGE
+    assert cli.run(["--steps", "many"]) == cli.EXIT_USAGE
+    assert "--steps" in capsys.readouterr().err

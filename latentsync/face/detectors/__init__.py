@@ -14,11 +14,10 @@ import logging
 import os
 from typing import Iterable
 
+from ...configs import DETECTOR_NAMES
 from .base import DetectorUnavailableError, Face, FaceDetector, FaceFilter, ModelFile, largest_face, to_rgb_uint8
 
 log = logging.getLogger(__name__)
-
-DETECTOR_NAMES: tuple[str, ...] = ("auto", "insightface", "dlib")
 
 __all__ = [
     "DETECTOR_NAMES",
