@@ -16,7 +16,7 @@ from typing import Optional
 DEFAULT_ENDPOINT = "https://huggingface.co"
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 TRUE_VALUES = ("1", "on", "yes", "true")
-REACH_TIMEOUT_S = 4.0
+REACH_TIMEOUT_S = 3.0
 _CACHE_S = 15.0
 _cache: dict[str, tuple[float, Optional[str]]] = {}
 

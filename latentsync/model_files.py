@@ -159,8 +159,10 @@ def download(spec: ModelFile, models_root: str) -> str:
         raise ModelFilesMissing([(spec, spec.dest(models_root))], "huggingface_hub is not installed (pip install huggingface_hub)") from exc
     dest = spec.dest(models_root)
     target_dir = os.path.join(models_root, spec.subdir)
+    created = _missing_folders(target_dir)
     os.makedirs(target_dir, exist_ok=True)
-    log.info("Downloading %s (%s, %s) to %s", spec.url, spec.note, human_size(spec.expected_bytes), dest)
+    source = f"{hub.endpoint()}/{spec.repo_id}/resolve/{spec.revision}/{spec.filename}"
+    log.info("Downloading %s (%s, %s) to %s", source, spec.note, human_size(spec.expected_bytes), dest)
     # hf_hub_download keeps the repo's sub-path under local_dir; download into a staging dir, then move.
     staging = os.path.join(target_dir, STAGING)
     try:
@@ -177,7 +179,22 @@ def download(spec: ModelFile, models_root: str) -> str:
         os.replace(path, dest)
     finally:
         tidy_staging(staging)
+        for folder in created:  # after a failure, the folders this download made and left empty
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
     return dest
+
+
+def _missing_folders(folder: str) -> list[str]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    folder = os.path.abspath(folder)
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
 
 
 def ensure_files(
