@@ -109,7 +109,8 @@ def check_torch(diag: Diagnosis) -> None:
     dtype = str(pick_dtype(device)).replace("torch.", "")
     sec.add(INFO, f"--device auto uses {device}, --dtype auto uses {dtype}")
     if device.type == "cpu":
-        sec.add(INFO, "on a CPU a real run is slow (minutes per second of video at 256 px; see README 'Model files')")
+        sec.add(INFO, "a real run on a CPU is slow: about half an hour per second of video at 256 px on 2 cores "
+                      "(README, 'What a CPU run costs'); 'latentsync selftest' is quick")
 
 
 def check_media(diag: Diagnosis) -> None:

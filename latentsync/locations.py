@@ -32,7 +32,7 @@ def default_models_dir_and_origin() -> tuple[str, str]:
     comfy = pack_comfyui()
     if comfy is not None:
         return str(comfy / "models"), "ComfyUI's models folder (this pack sits in its custom_nodes)"
-    return str(CACHE_MODELS.expanduser()), "the default (no $LATENTSYNC_MODELS, not inside ComfyUI)"
+    return str(CACHE_MODELS.expanduser()), "default; no $LATENTSYNC_MODELS and not inside ComfyUI"
 
 
 def default_models_dir() -> str:
