@@ -35,7 +35,8 @@ def _copy_clone(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
+def built(tmp_path_factory) -> tuple[Path, Path]:
+    """The wheel, and the clone copy it was built from."""
     src = _copy_clone(tmp_path_factory.mktemp("clone") / "ComfyUI-LatentSync")
     out = tmp_path_factory.mktemp("wheel")
     # With setuptools here, build without fetching it (fast, offline); otherwise pip fetches it from the index.
@@ -44,10 +45,11 @@ def wheel(tmp_path_factory) -> Path:
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (found,) = out.glob("*.whl")
-    return found
+    return found, src
 
 
-def test_the_wheel_holds_only_the_library_and_its_data(wheel):
+def test_the_wheel_holds_only_the_library_and_its_data(built):
+    wheel, src = built
     names = zipfile.ZipFile(wheel).namelist()
     dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
     assert {n.split("/")[0] for n in names} == {"latentsync", dist_info}
@@ -55,15 +57,17 @@ def test_the_wheel_holds_only_the_library_and_its_data(wheel):
                    "latentsync/assets/astronaut.jpg", "latentsync/assets/demo_speech.flac",
                    "latentsync/face/detectors/dlib_hog.py", "latentsync/models/unet_model.py"):
         assert needed in names, needed
-    library = {str(p.relative_to(REPO)).replace("\\", "/") for p in (REPO / "latentsync").rglob("*.py")}
-    assert library <= set(names), sorted(library - set(names))
+    library = {p.relative_to(src).as_posix() for p in (src / "latentsync").rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts}
+    assert library <= set(names), sorted(library - set(names))  # every module and data file of the library
     entry_points = zipfile.ZipFile(wheel).read(f"{dist_info}/entry_points.txt").decode()
     assert "latentsync = latentsync.cli:main" in entry_points
     metadata = zipfile.ZipFile(wheel).read(f"{dist_info}/METADATA").decode()
     assert "Provides-Extra: cli" in metadata and 'diffusers>=0.27; extra == "cli"' in metadata
 
 
-def test_the_installed_command_runs_from_any_folder(wheel, tmp_path):
+def test_the_installed_command_runs_from_any_folder(built, tmp_path):
+    wheel, _ = built
     target = tmp_path / "site"
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(target),
                            str(wheel)], capture_output=True, text=True, timeout=300)
