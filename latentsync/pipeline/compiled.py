@@ -4,7 +4,8 @@ Compiling fuses the norms, activations and layout copies between the GEMMs: on a
 1.6x faster and a DeepCache step 2x (see bench/unet_speed.py). Each new input shape costs a compile (about 80 s
 for the full step), so only chunks of ``frames`` frames use the compiled graphs; other shapes (a video's short
 tail chunk) run eagerly. Where compiling is impossible (no Triton, as on many Windows installs; no C++ compiler
-on CPU) or fails, the model runs eagerly and :attr:`CompiledUNet.fallback_reason` says why.
+on CPU) or fails, the model runs eagerly and :attr:`CompiledUNet.fallback_reason` says why. The compiled kernels
+can be kept across processes (:mod:`.compile_cache`; opt-in while the full step's graph still misses that cache).
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from __future__ import annotations
 import importlib.util
 import logging
 import shutil
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
+
+from .compile_cache import CompileArtifacts, default_cache_dir, setup_key
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +41,20 @@ class CompiledUNet:
     """Calls like the U-Net (``unet(sample, t, audio, deepcache=...)``) but through compiled graphs.
 
     ``fixed_batch``: the sampler pads chunk groups to this many chunks so one compiled shape serves a whole
-    video. The wrapped module is used as is (its weights are shared, nothing is copied).
+    video. The wrapped module is used as is (its weights are shared, nothing is copied). ``artifacts``: where
+    compiled kernels are loaded from before the first compile and saved to after each new one (None: not kept).
     """
 
-    def __init__(self, unet: torch.nn.Module, *, frames: int, fixed_batch: int = 1, backend: str = "inductor"):
+    def __init__(self, unet: torch.nn.Module, *, frames: int, fixed_batch: int = 1, backend: str = "inductor",
+                 artifacts: Optional[CompileArtifacts] = None):
         self.unet = unet
         self.frames = int(frames)
         self.fixed_batch = int(fixed_batch)
         self.fallback_reason: Optional[str] = None
+        self.artifacts = artifacts
+        self._ran: set[str] = set()  # graphs that have run (and so compiled) in this process
+        if artifacts is not None:
+            artifacts.load()
         from ..models.motion import TemporalAttention
 
         for module in unet.modules():  # explicit-score attention fuses well over 16 frames; same math as SDPA
@@ -62,10 +72,12 @@ class CompiledUNet:
         self.unet._check_inputs(sample, encoder_hidden_states)
         try:
             if deepcache is not None and deepcache.cached is not None:
-                return self._cached(sample, timestep, encoder_hidden_states,
-                                    self.unet._checked_cache(deepcache, sample))
+                eps = self._cached(sample, timestep, encoder_hidden_states, self.unet._checked_cache(deepcache, sample))
+                self._after_run("cached")
+                return eps
             # one graph for DeepCache on and off: the full step always returns the state a cached step needs
             eps, captured = self._full(sample, timestep, encoder_hidden_states, capture=True)
+            self._after_run("full")
         except (torch.cuda.OutOfMemoryError, KeyboardInterrupt, ValueError):
             raise
         except Exception as exc:  # compiler missing or failing: run eagerly from now on
@@ -76,10 +88,33 @@ class CompiledUNet:
             deepcache.cached = captured
         return eps
 
+    def _after_run(self, graph: str) -> None:
+        """After a graph's first run in this process (its compile, or its cache hits), save the artifacts."""
+        if graph in self._ran:
+            return
+        self._ran.add(graph)
+        if self.artifacts is not None:
+            self.artifacts.save()
+
+
+def artifacts_for(unet: torch.nn.Module, *, device: torch.device | str, frames: int, fixed_batch: int,
+                  cache_dir: Path | str | None = None) -> CompileArtifacts:
+    """The artifact file of this U-Net's compile setup under ``cache_dir`` (default: :func:`default_cache_dir`)."""
+    dtype = next(unet.parameters()).dtype
+    config = getattr(unet, "config", {})
+    key = setup_key(dict(config), device=device, dtype=dtype, frames=frames, batch=fixed_batch)
+    return CompileArtifacts(cache_dir if cache_dir is not None else default_cache_dir(), key)
+
 
 def maybe_compile(unet: torch.nn.Module, enabled: bool, *, device: torch.device | str, frames: int,
-                  fixed_batch: int = 1) -> torch.nn.Module | CompiledUNet:
-    """``unet`` wrapped in :class:`CompiledUNet` when ``enabled`` and possible; else ``unet`` (with a log line)."""
+                  fixed_batch: int = 1, cache_dir: Path | str | None = None,
+                  keep_kernels: bool = False) -> torch.nn.Module | CompiledUNet:
+    """``unet`` wrapped in :class:`CompiledUNet` when ``enabled`` and possible; else ``unet`` (with a log line).
+
+    With ``keep_kernels`` the compiled kernels are loaded from / saved to ``cache_dir`` (default: the user's cache
+    folder, see :func:`.compile_cache.default_cache_dir`). Off by default: on an H100 with torch 2.11 the saved
+    artifacts made the DeepCache graph's first step 1.5 s instead of 12-17 s in a fresh process, but the full
+    step's graph still missed the cache and recompiled (~130 s); see docs/performance.md."""
     if not enabled:
         return unet
     if isinstance(unet, CompiledUNet):
@@ -88,4 +123,7 @@ def maybe_compile(unet: torch.nn.Module, enabled: bool, *, device: torch.device 
     if reason is not None:
         log.warning("Not compiling the U-Net: %s. Running uncompiled.", reason)
         return unet
-    return CompiledUNet(unet, frames=frames, fixed_batch=fixed_batch)
+    artifacts = None
+    if keep_kernels:
+        artifacts = artifacts_for(unet, device=device, frames=frames, fixed_batch=fixed_batch, cache_dir=cache_dir)
+    return CompiledUNet(unet, frames=frames, fixed_batch=fixed_batch, artifacts=artifacts)

@@ -1,0 +1,128 @@
+"""First-run compile time of the U-Net in a fresh process, without and with the saved kernel artifacts (GPU).
+
+For each resolution, two child processes compile the full-size (random-weight) U-Net through ``maybe_compile``:
+"cold" starts with empty Inductor and Triton caches and an empty artifact folder (a user's very first run);
+"warm" starts with new, empty Inductor and Triton caches but the artifact file the cold process saved (a new
+process after a reboot or in another environment of the same versions). Each reports the seconds of its first
+full and first DeepCache step (compile + run) and the steady step times. Example (GPU machine, repo root):
+
+    python bench/compile_first_run.py --res 256,512 --json $OUT/compile_first_run.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def child(res: int, batch: int, kernels: str) -> dict:
+    """One fresh process's view: compile seconds and steady step times."""
+    import torch
+
+    sys.path[:0] = [str(REPO), str(REPO / "bench")]
+    from check_unet_device import random_model
+
+    from latentsync.configs import unet_config
+    from latentsync.models.unet import DeepCacheState
+    from latentsync.pipeline.compiled import maybe_compile
+
+    import logging
+
+    from torch._dynamo.utils import counters
+
+    notes: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            text = record.getMessage()
+            if "ypass" in text or "cache" in text.lower():
+                notes.append(text[:300])
+
+    for name in ("torch._inductor.codecache", "torch._functorch._aot_autograd.autograd_cache"):
+        logging.getLogger(name).addHandler(Keep())
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    dev = torch.device("cuda")
+    unet = random_model(unet_config("stage2"), dev, torch.float16)
+    wrapper = maybe_compile(unet, True, device=dev, frames=16, fixed_batch=batch, cache_dir=kernels)
+    h = res // 8
+    sample = torch.randn(2 * batch, 13, 16, h, h, device=dev, dtype=torch.float16)
+    audio = torch.randn(2 * batch, 16, 50, 384, device=dev, dtype=torch.float16)
+    t = torch.tensor(500, device=dev)
+
+    def timed(fn) -> float:
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            fn()
+        torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    state = DeepCacheState()
+    first_full = timed(lambda: wrapper(sample, t, audio, deepcache=state))
+    first_cached = timed(lambda: wrapper(sample, t, audio, deepcache=state))
+    full = [timed(lambda: wrapper(sample, t, audio, deepcache=DeepCacheState())) for _ in range(5)]
+    cached = [timed(lambda: wrapper(sample, t, audio, deepcache=state)) for _ in range(5)]
+    return {
+        "first_full_s": round(first_full, 2), "first_cached_s": round(first_cached, 2),
+        "steady_full_ms": round(1000 * statistics.median(full), 2),
+        "steady_cached_ms": round(1000 * statistics.median(cached), 2),
+        "artifacts_loaded": bool(wrapper.artifacts and wrapper.artifacts.loaded),
+        "fallback": wrapper.fallback_reason,
+        "counters": {k: dict(v) for k, v in counters.items() if k in ("inductor", "aot_autograd")},
+        "cache_notes": notes[:12],
+        "artifact_mb": round(os.path.getsize(wrapper.artifacts.path) / 1e6, 1) if wrapper.artifacts and
+        wrapper.artifacts.path.is_file() else None,
+    }
+
+
+def run_child(res: int, batch: int, kernels: Path, scratch: Path, label: str, timeout: int) -> dict:
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(scratch / f"inductor-{label}"),
+               TRITON_CACHE_DIR=str(scratch / f"triton-{label}"))
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, __file__, "--child", str(res), str(batch), str(kernels)], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        return {"error": done.stderr[-2000:]}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["process_s"] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--res", default="256,512")
+    p.add_argument("--batch", default="256:2,512:1", help="chunks per U-Net call per resolution (the CLI's defaults)")
+    p.add_argument("--timeout", type=int, default=280, help="seconds per child process")
+    p.add_argument("--json")
+    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        res, batch, kernels = args.child
+        print(json.dumps(child(int(res), int(batch), kernels)))
+        return
+    batches = {int(k): int(v) for k, v in (item.split(":") for item in args.batch.split(","))}
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+        for res in (int(r) for r in args.res.split(",")):
+            kernels = scratch / f"kernels-{res}"
+            row = {"batch": batches.get(res, 1)}
+            for label in ("cold", "warm"):
+                row[label] = run_child(res, row["batch"], kernels, scratch, f"{res}-{label}", args.timeout)
+                print(res, label, row[label], flush=True)
+            results[res] = row
+            if args.json:  # after every resolution, so a timeout keeps what was measured
+                Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Compiled U-Net kernels kept across processes, so a fresh process compiles in seconds, not minutes.
+
+``torch.compile`` caches its work on disk only in a temporary folder, and the first compile of the full-size
+U-Net takes about two minutes per resolution. After a compile, :class:`CompileArtifacts` saves PyTorch's
+portable cache artifacts (``torch.compiler.save_cache_artifacts``: generated code, autotuning results, Triton
+kernels) to one file per setup; a later process loads them before compiling
+(``torch.compiler.load_cache_artifacts``), so compiling becomes tracing plus cache hits.
+
+The file name is a hash of everything that makes kernels differ: the PyTorch, Triton and CUDA versions, the GPU
+model and its compute capability, the model configuration, the dtype, the chunk shape, and the source of the
+model code. Any change gives a new file and a full compile; an unusable or stale file is ignored (with a log
+line), never fatal. Only files this module wrote are replaced, and only by an atomic rename. Like Inductor's own
+cache in the temporary folder, the file holds code that PyTorch runs: the folder is created private to the user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+log = logging.getLogger(__name__)
+
+ENV_DIR = "LATENTSYNC_COMPILE_CACHE"
+_MODEL_SOURCES = ("attention.py", "layers.py", "motion.py", "unet.py", "unet_blocks.py", "unet_model.py")
+
+
+def default_cache_dir() -> Path:
+    """``$LATENTSYNC_COMPILE_CACHE``, else the user's cache folder (``%LOCALAPPDATA%`` on Windows, else
+    ``$XDG_CACHE_HOME`` or ``~/.cache``) + ``latentsync/compile``."""
+    env = os.environ.get(ENV_DIR)
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        base = Path(os.environ["LOCALAPPDATA"])
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "latentsync" / "compile"
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _model_source_digest() -> str:
+    models = Path(__file__).resolve().parents[1] / "models"
+    digest = hashlib.sha256()
+    for name in _MODEL_SOURCES:
+        path = models / name
+        digest.update(name.encode() + (path.read_bytes() if path.is_file() else b""))
+    return digest.hexdigest()
+
+
+def setup_key(config: dict, *, device: torch.device | str, dtype: torch.dtype, frames: int, batch: int) -> str:
+    """A short hash naming one compile setup: versions, GPU, model config, dtype, chunk shape, model code."""
+    device = torch.device(device)
+    gpu: Any = None
+    if device.type == "cuda" and torch.cuda.is_available():
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        gpu = [torch.cuda.get_device_name(index), list(torch.cuda.get_device_capability(index))]
+    facts = {
+        "torch": torch.__version__, "triton": _version("triton"), "cuda": torch.version.cuda, "device": device.type,
+        "gpu": gpu, "dtype": str(dtype), "frames": int(frames), "batch": int(batch), "config": config,
+        "code": _model_source_digest(),
+    }
+    blob = json.dumps(facts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+class CompileArtifacts:
+    """One setup's artifact file: :meth:`load` before compiling, :meth:`save` after each new compile."""
+
+    def __init__(self, directory: Path | str, key: str) -> None:
+        self.path = Path(directory) / f"unet-{key}.bin"
+        self.loaded = False
+
+    def load(self) -> bool:
+        """Hot-load the saved artifacts into PyTorch's compile caches; False when there are none or they fail."""
+        if not self.path.is_file():
+            return False
+        try:
+            info = torch.compiler.load_cache_artifacts(self.path.read_bytes())
+        except Exception as exc:  # a file from another PyTorch build, truncated, ...: compile from scratch
+            log.warning("Ignoring the compiled-kernel cache %s (%s: %s).", self.path, type(exc).__name__, exc)
+            return False
+        self.loaded = info is not None
+        if self.loaded:
+            log.info("Loaded compiled U-Net kernels from %s.", self.path)
+        else:  # PyTorch logs why; say what it means
+            log.warning("Ignoring the compiled-kernel cache %s: PyTorch could not read it; compiling from scratch.",
+                        self.path)
+        return self.loaded
+
+    def save(self) -> Optional[Path]:
+        """Write every artifact this process has compiled so far (atomically); None when there is nothing."""
+        try:
+            result = torch.compiler.save_cache_artifacts()
+            if result is None:
+                return None
+            payload = result[0]
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".unet-", suffix=".part", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(payload)
+                os.replace(tmp, self.path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except Exception as exc:  # a read-only or full disk must not fail the run
+            log.warning("Could not save the compiled-kernel cache to %s (%s: %s).", self.path, type(exc).__name__, exc)
+            return None
+        log.info("Saved compiled U-Net kernels to %s (%.1f MB).", self.path, len(payload) / 1e6)
+        return self.path
+
+
+__all__ = ["CompileArtifacts", "ENV_DIR", "default_cache_dir", "setup_key"]

@@ -1,0 +1,86 @@
+"""Compiled kernels survive the process: a second process loads the first one's artifacts and hits the cache.
+
+Real torch.compile (Inductor, CPU kernels) on a small function, each side in its own process with its own empty
+Inductor folder, so only the saved artifact file can carry the compile across.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from latentsync.pipeline.compile_cache import CompileArtifacts, default_cache_dir, setup_key
+from latentsync.pipeline.compiled import compile_unavailable_reason
+
+REPO = Path(__file__).resolve().parents[2]
+
+SIDE = textwrap.dedent(
+    """
+    import json, sys, torch
+    from torch._dynamo.utils import counters
+    from latentsync.pipeline.compile_cache import CompileArtifacts
+
+    artifacts = CompileArtifacts(sys.argv[1], "probe")
+    loaded = artifacts.load()
+    fn = torch.compile(lambda x, w: torch.nn.functional.gelu(x @ w).sum(-1))
+    g = torch.Generator().manual_seed(0)
+    out = fn(torch.randn(8, 16, generator=g), torch.randn(16, 4, generator=g))
+    saved = artifacts.save()
+    print(json.dumps({"loaded": loaded, "saved": str(saved), "hits": counters["inductor"]["fxgraph_cache_hit"],
+                      "out": out.tolist()}))
+    """
+)
+
+
+def run_side(cache_dir: Path, inductor_dir: Path) -> dict:
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(inductor_dir), PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", SIDE, str(cache_dir)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(compile_unavailable_reason("cpu") is not None, reason="no C++ compiler for Inductor's CPU kernels")
+def test_second_process_hits_the_first_ones_kernels(tmp_path):
+    first = run_side(tmp_path / "kernels", tmp_path / "inductor-a")
+    assert first["loaded"] is False and first["hits"] == 0
+    assert Path(first["saved"]).is_file()
+    second = run_side(tmp_path / "kernels", tmp_path / "inductor-b")
+    assert second["loaded"] is True
+    assert second["hits"] >= 1, "the second process compiled from scratch"
+    assert second["out"] == first["out"]
+    assert [p.name for p in (tmp_path / "kernels").iterdir()] == ["unet-probe.bin"]  # no partial files left
+
+
+def test_a_damaged_file_is_ignored(tmp_path, caplog):
+    artifacts = CompileArtifacts(tmp_path, "broken")
+    artifacts.path.write_bytes(b"not a cache")
+    with caplog.at_level("WARNING"):
+        assert artifacts.load() is False
+    assert "Ignoring the compiled-kernel cache" in caplog.text
+    assert artifacts.path.read_bytes() == b"not a cache"
+
+
+def test_setup_key_separates_what_makes_kernels_differ():
+    base = dict(config={"block_out_channels": [320, 640]}, device="cpu", dtype=torch.float16, frames=16, batch=2)
+    key = setup_key(**base)
+    assert key == setup_key(**base)
+    for change in ({"dtype": torch.bfloat16}, {"frames": 8}, {"batch": 1}, {"config": {"block_out_channels": [32]}}):
+        assert setup_key(**{**base, **change}) != key, change
+
+
+def test_default_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("LATENTSYNC_COMPILE_CACHE", str(tmp_path / "mine"))
+    assert default_cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("LATENTSYNC_COMPILE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    if sys.platform != "win32":
+        assert default_cache_dir() == tmp_path / "xdg" / "latentsync" / "compile"
+    json.dumps(str(default_cache_dir()))
