@@ -5,6 +5,9 @@
   round-half-up of the 22-bit fixed-point sum, saturated to 0..255.
 * :func:`bicubic_antialias` is torchvision's tensor ``resize(..., BICUBIC, antialias=True)`` (which is
   ``F.interpolate`` with ``align_corners=False``) on float images, no clamping.
+* :func:`linear_u8` reproduces OpenCV's ``cv2.resize(..., INTER_LINEAR)`` on interleaved uint8 images bit for
+  bit (SyncNet's face crops, S3FD's input scaling, PySceneDetect's downscale): 11-bit fixed-point weights, an
+  exact horizontal pass and OpenCV's SIMD rounding of the vertical one.
 """
 
 from __future__ import annotations
@@ -107,6 +110,98 @@ def lanczos4_u8(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return acc.clamp_(0, 255).to(torch.uint8).reshape(*lead, out_h, out_w)
 
 
+def _linear_axis(dst: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV's INTER_LINEAR sample positions on one axis: first source index (unclamped) and float32 fraction.
+    ``scale`` is source pixels per output pixel (OpenCV's ``1 / inv_scale``)."""
+    pos = ((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
+    start = np.floor(pos).astype(np.int64)
+    return start, (pos - start.astype(np.float32)).astype(np.float32)
+
+
+def _fixed_weights(frac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """11-bit weights of the two taps, each rounded half to even on its own (they need not sum to 2048)."""
+    one = np.float32(1 << _WEIGHT_BITS)
+    return np.rint((np.float32(1) - frac) * one).astype(np.int64), np.rint(frac * one).astype(np.int64)
+
+
+def linear_taps(src: int, dst: int, inv_scale: float, axis: str) -> tuple[np.ndarray, ...]:
+    """OpenCV's INTER_LINEAR taps on one axis: source indices (i0, i1) and 11-bit weights (w0, w1), int64.
+
+    ``inv_scale`` is output pixels per source pixel. On the x axis a sample left of pixel 0 or at/after the
+    last pixel takes that pixel whole; on the y axis rows are clamped into the image but keep their weights
+    (OpenCV's row fetch), which is why the two axes differ.
+    """
+    start, frac = _linear_axis(dst, 1.0 / inv_scale)
+    if axis == "x":
+        frac = np.where((start < 0) | (start >= src - 1), np.float32(0), frac).astype(np.float32)
+        first = np.clip(start, 0, src - 1)
+        second = np.minimum(first + 1, src - 1)
+    elif axis == "y":
+        first, second = np.clip(start, 0, src - 1), np.clip(start + 1, 0, src - 1)
+    else:
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}.")
+    w0, w1 = _fixed_weights(frac)
+    return first, second, w0, w1
+
+
+@functools.lru_cache(maxsize=64)
+def _linear_tables(src_h: int, src_w: int, dst_h: int, dst_w: int, inv_x: float, inv_y: float) -> tuple[torch.Tensor, ...]:
+    """Column/row indices and weights of OpenCV's fixed-point bilinear resize (CPU, cached)."""
+    as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
+    return tuple(as_t(a) for a in linear_taps(src_w, dst_w, inv_x, "x") + linear_taps(src_h, dst_h, inv_y, "y"))
+
+
+def linear_combine(top: torch.Tensor, bottom: torch.Tensor, b0: torch.Tensor, b1: torch.Tensor) -> torch.Tensor:
+    """OpenCV's vertical bilinear pass on horizontal sums (int32, 11-bit scaled): ``VResizeLinearVec_32s8u``
+    (used for every column by OpenCV 4.9's wheels): each row >> 4 to int16, the high half of the 16-bit
+    products, then + 2 >> 2 (not the exact 22-bit rounding). Returns uint8."""
+    out = ((top >> 4).clamp_(-32768, 32767) * b0 >> 16) + ((bottom >> 4).clamp_(-32768, 32767) * b1 >> 16)
+    return ((out.clamp_(-32768, 32767) + 2) >> 2).clamp_(0, 255).to(torch.uint8)
+
+
+def linear_output_size(height: int, width: int, fx: float, fy: float) -> tuple[int, int]:
+    """``cv2.resize(img, (0, 0), fx=fx, fy=fy)``'s output ``(h, w)``: each side times its factor, rounded
+    half to even (OpenCV's ``saturate_cast<int>``)."""
+    return int(np.rint(height * fy)), int(np.rint(width * fx))
+
+
+def linear_u8(images: torch.Tensor, size: tuple[int, int], *, fx: float | None = None, fy: float | None = None) -> torch.Tensor:
+    """Resize interleaved uint8 images ``(..., H, W, C)`` to ``size = (h, w)`` exactly like OpenCV's
+    ``cv2.resize(img, (w, h), interpolation=INTER_LINEAR)`` (as opencv-python 4.9 computes it on x86-64).
+
+    ``fx``/``fy`` give OpenCV's scale factors when the call was ``cv2.resize(img, (0, 0), fx=, fy=)`` (the
+    sample positions then follow the factor, not the size ratio). Integer arithmetic on any device, batched.
+    Not covered: an exact halving of an odd-sized image through ``fx=fy=0.5`` (OpenCV's area filter then
+    treats the last row/column its own way); halving even sizes is exact.
+    """
+    if images.dtype != torch.uint8:
+        raise TypeError(f"linear_u8 expects uint8 images, got {images.dtype}; convert with .to(torch.uint8).")
+    if images.dim() < 3:
+        raise ValueError(f"linear_u8 expects interleaved images shaped (..., H, W, C), got {tuple(images.shape)}.")
+    out_h, out_w = int(size[0]), int(size[1])
+    if out_h <= 0 or out_w <= 0:
+        raise ValueError(f"linear_u8: target size must be positive, got {size}.")
+    in_h, in_w, chans = (int(d) for d in images.shape[-3:])
+    if (in_h, in_w) == (out_h, out_w):
+        return images.clone()
+    inv_x = float(fx) if fx else out_w / in_w
+    inv_y = float(fy) if fy else out_h / in_h
+    device = images.device
+    sx0, sx1, ax0, ax1, sy0, sy1, by0, by1 = (t.to(device) for t in _linear_tables(in_h, in_w, out_h, out_w, inv_x, inv_y))
+    lead = images.shape[:-3]
+    x = images.reshape(-1, in_h, in_w, chans)
+
+    def horizontal(rows: torch.Tensor) -> torch.Tensor:  # (N, r, W, C) uint8 -> (N, r, w, C) int32, exact
+        src = rows.to(torch.int32)
+        return (src.index_select(2, sx0) * ax0.to(torch.int32)[:, None]
+                + src.index_select(2, sx1) * ax1.to(torch.int32)[:, None])
+
+    top = horizontal(x.index_select(1, sy0)).reshape(x.shape[0], out_h, out_w * chans)
+    bottom = horizontal(x.index_select(1, sy1)).reshape(x.shape[0], out_h, out_w * chans)
+    out = linear_combine(top, bottom, by0.to(torch.int32)[None, :, None], by1.to(torch.int32)[None, :, None])
+    return out.reshape(*lead, out_h, out_w, chans)
+
+
 def bicubic_antialias(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize float images ``(N, C, H, W)`` with bicubic + antialias (torchvision tensor semantics, no clamp).
 
@@ -139,4 +234,4 @@ def reflect_indices(n: int, before: int, after: int, device: torch.device | None
     return torch.where(pos >= n, period - pos, pos)
 
 
-__all__ = ["lanczos4_u8", "bicubic_antialias", "reflect_indices"]
+__all__ = ["lanczos4_u8", "linear_u8", "linear_output_size", "linear_taps", "linear_combine", "bicubic_antialias", "reflect_indices"]
