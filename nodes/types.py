@@ -77,3 +77,15 @@ class LatentSyncFaces:
     @property
     def num_frames(self) -> int:
         return int(self.matrices.shape[0])
+
+
+SYNCNET = "LATENTSYNC_SYNCNET"
+
+
+@dataclass(eq=False)
+class LatentSyncSyncNet:
+    """SyncNet v2 and the S3FD face detector for sync scores, each inside a ComfyUI ModelPatcher."""
+
+    syncnet: Any  # ModelPatcher around latentsync.metrics.syncnet_v2.SyncNetV2
+    s3fd: Any  # ModelPatcher around latentsync.metrics.s3fd.S3FD
+    files: dict[str, str]

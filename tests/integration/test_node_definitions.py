@@ -12,7 +12,7 @@ PACK_ROOT = Path(__file__).resolve().parents[2]
 FROZEN_IDS = {
     "LoadLatentSyncModel", "LatentSyncWhisperAudioEmbed", "LatentSyncFaceAlignCrop", "LatentSyncMaskedVAEEncode",
     "LatentSyncSampler", "LatentSyncVAEDecodeComposite", "LatentSyncMuxAudio", "LatentSyncMatchLength",
-    "LatentSyncLoadVideo", "LatentSyncLoadAudio", "LatentSyncVideoFile",
+    "LatentSyncLoadVideo", "LatentSyncLoadAudio", "LatentSyncVideoFile", "LatentSyncLoadSyncNet", "LatentSyncSyncScore",
 }
 
 PROBE = r"""
