@@ -5,7 +5,8 @@ CPU fp32 golden data (final latents rel-L2 with DeepCache on/off, output frames 
         [--compile] [--batch-chunks N]
 
 ``--compile`` runs the U-Net through torch.compile (Inductor; on a CPU it needs a C++ compiler) and reports whether
-the compiled graphs ran or fell back; ``--batch-chunks`` puts several 16-frame chunks into one U-Net call.
+the compiled graphs ran or fell back; ``--batch-chunks`` puts several 16-frame chunks into one U-Net call. Each dtype
+is its own graph, hence its own compile: ask only for the dtypes you need (``--dtypes fp16``).
 
 Needs torch, safetensors, diffusers (the tiny VAE is a diffusers AutoencoderKL) and this repository.
 """
@@ -21,7 +22,9 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from diffusers_import import autoencoder_kl  # noqa: E402  (before anything imports transformers)
 from safetensors.torch import load_file  # noqa: E402
 
 from latentsync.audio.windows import frame_window_indices, frame_windows, upstream_frame_count  # noqa: E402
@@ -53,8 +56,7 @@ def main() -> None:
 
     config = json.load(open(os.path.join(fx, "unet_tiny_config.json")))
     state = {k: v.float() for k, v in load_file(os.path.join(fx, "unet_tiny_weights.safetensors")).items()}
-    from diffusers import AutoencoderKL
-
+    AutoencoderKL = autoencoder_kl()
     vae_state = {k: v.float() for k, v in load_file(os.path.join(fx, "e2e_vae_tiny_weights.safetensors")).items()}
 
     resolution = int(params["height_width"])
@@ -101,8 +103,9 @@ def main() -> None:
                 row.update(frames_max_abs=int(diff.max()), frames_frac_differing=float((diff > 0).float().mean()))
             table[f"{name}/{'deepcache' if deepcache else 'nodeepcache'}"] = row
             print(name, "deepcache" if deepcache else "nodeepcache", json.dumps(row), flush=True)
-    if args.json:
-        json.dump(table, open(args.json, "w"), indent=1)
+            if args.json:  # after every row, so a timeout keeps what was measured
+                with open(args.json, "w") as fh:
+                    json.dump(table, fh, indent=1)
 
 
 if __name__ == "__main__":
