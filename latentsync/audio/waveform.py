@@ -95,18 +95,21 @@ def _layout_for(channels: int) -> Any:
 
 
 def _swr_to_16k_mono(wave: np.ndarray, sample_rate: int, quantize: bool) -> np.ndarray:
-    """Push (C, T) planar samples through libswresample; int16-valued input goes in as s16 like a PCM file."""
+    """Push (C, T) samples through libswresample; int16-valued input goes in as s16 like a PCM file.
+
+    Frames are packed (interleaved): PyAV crashes on planar frames of 8 channels (see ``io.audio_frames``)."""
     import av
 
-    channels = wave.shape[0]
+    from ..io.audio_frames import packed_frame
+
     as_int16 = _is_int16_grid(torch.from_numpy(wave))
     if as_int16:
-        planar = np.clip(np.rint(wave * _INT16_SCALE), -32768, 32767).astype(np.int16)
-        in_format = "s16p"
+        samples = np.clip(np.rint(wave * _INT16_SCALE), -32768, 32767).astype(np.int16)
+        in_format = "s16"
     else:
-        planar = np.ascontiguousarray(wave, dtype=np.float32)
-        in_format = "fltp"
-    layout = _layout_for(channels)
+        samples = np.ascontiguousarray(wave, dtype=np.float32)
+        in_format = "flt"
+    layout = _layout_for(wave.shape[0])
     if quantize:
         resampler = av.AudioResampler(format="s16", layout="mono", rate=TARGET_RATE)
     else:
@@ -114,9 +117,8 @@ def _swr_to_16k_mono(wave: np.ndarray, sample_rate: int, quantize: bool) -> np.n
         resampler = av.AudioResampler(format="flt", layout="mono", rate=TARGET_RATE, options={"rematrix_maxval": "1.0"})
     time_base = Fraction(1, sample_rate)
     out: list[np.ndarray] = []
-    for start in range(0, planar.shape[1], _FRAME_SAMPLES):
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planar[:, start:start + _FRAME_SAMPLES]), format=in_format, layout=layout.name)
-        frame.sample_rate = sample_rate
+    for start in range(0, samples.shape[1], _FRAME_SAMPLES):
+        frame = packed_frame(samples[:, start:start + _FRAME_SAMPLES], in_format, layout, sample_rate)
         frame.time_base = time_base
         frame.pts = start
         out.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
@@ -151,47 +153,109 @@ def _frame_spec(frame: Any) -> tuple[str, str, int]:
     return frame.format.name, frame.layout.name, frame.sample_rate
 
 
+def _header_seconds(container: Any, stream: Any) -> float | None:
+    """Duration the file's header promises (stream, else container), or None when it does not say."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000
+    return None
+
+
+def _check_header(container: Any, stream: Any, path: str) -> None:
+    """Refuse audio whose header promises too many channels, too long a clip or too many samples (before decoding)."""
+    from ..limits import audio_size_problem
+
+    channels = int(stream.codec_context.channels or 0)
+    rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+    problem = audio_size_problem(channels, max(rate, 1), _header_seconds(container, stream), path)
+    if problem:
+        raise ValueError(problem)
+
+
+def _check_frame(frame: Any, decoded: int, path: str) -> None:
+    """Refuse a decoded frame with too many channels (PyAV crashes converting > 8 planes) or past the size limit."""
+    from ..limits import audio_size_problem, decoded_audio_problem
+
+    channels = frame.layout.nb_channels
+    problem = (audio_size_problem(channels, frame.sample_rate, None, path)
+               or decoded_audio_problem(channels, frame.sample_rate, decoded + frame.samples, path))
+    if problem:
+        raise ValueError(problem)
+
+
+def _open_audio(path: str) -> tuple[Any, Any]:
+    """(container, its best audio stream), the stream's header checked against the limits; ValueError naming the
+    file otherwise. The caller closes the container."""
+    import av
+
+    try:
+        container = av.open(path)
+    except (av.FFmpegError, UnicodeDecodeError, OSError) as exc:
+        raise ValueError(f"Could not open {path} as audio/video: {exc}. Is it a media file FFmpeg can read?") from exc
+    try:
+        stream = container.streams.best("audio")
+        if stream is None:
+            raise ValueError(f"{path} has no audio track. Give an audio file (wav, mp3, flac, ...) or a video with "
+                             "sound.")
+        _check_header(container, stream, path)
+    except BaseException:
+        container.close()
+        raise
+    return container, stream
+
+
+def check_audio_file(path: str | os.PathLike) -> None:
+    """Open ``path`` and check its audio track's header against the limits, without decoding (ValueError if not)."""
+    container, _ = _open_audio(os.fspath(path))
+    container.close()
+
+
 def load_audio(path: str | os.PathLike) -> tuple[torch.Tensor, int]:
     """Decode the (best) audio track of any file FFmpeg reads -> ``(waveform (C, T) float32, sample_rate)``.
 
     Integer PCM is scaled to [-1, 1) as FFmpeg does (int16 / 32768). If the stream changes format, layout or
-    rate midway, later frames are converted to the first frame's layout and rate.
+    rate midway, later frames are converted to the first frame's layout and rate. The limits of
+    ``latentsync.limits`` (channels, duration, decoded size) are checked from the header before decoding and
+    again while decoding.
     """
     import av
+
+    from ..io.audio_frames import float_resampler, planar_samples
 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Audio file not found: {path}")
-    try:
-        container = av.open(path)
-    except av.FFmpegError as exc:
-        raise ValueError(f"Could not open {path} as audio/video: {exc}. Is it a media file FFmpeg can read?") from exc
+    container, stream = _open_audio(path)
     chunks: list[np.ndarray] = []
     with container:
-        stream = container.streams.best("audio")
-        if stream is None:
-            raise ValueError(f"{path} has no audio track.")
         first: tuple[str, str, int] | None = None
         current: tuple[str, str, int] | None = None
         resampler = None
+        decoded = 0
         try:
             for frame in container.decode(stream):
+                _check_frame(frame, decoded, path)
+                decoded += frame.samples
                 spec = _frame_spec(frame)
                 if first is None:
                     first = spec
                 if spec != current:
                     if resampler is not None:
-                        chunks.extend(f.to_ndarray() for f in resampler.resample(None))
-                    resampler = av.AudioResampler(format="fltp", layout=first[1], rate=first[2])
+                        chunks.extend(planar_samples(f) for f in resampler.resample(None))
+                    resampler = float_resampler(first[1], first[2])  # packed: see io.audio_frames
                     current = spec
-                chunks.extend(f.to_ndarray() for f in resampler.resample(frame))
+                chunks.extend(planar_samples(f) for f in resampler.resample(frame))
             if resampler is not None:
-                chunks.extend(f.to_ndarray() for f in resampler.resample(None))
+                chunks.extend(planar_samples(f) for f in resampler.resample(None))
         except av.FFmpegError as exc:
             raise ValueError(f"Could not decode the audio of {path}: {exc}. The file is damaged or truncated.") from exc
     if first is None or not chunks or sum(c.shape[1] for c in chunks) == 0:
-        raise ValueError(f"{path}: the audio track contains no samples.")
+        raise ValueError(f"{path}: the audio track contains no samples. Give an audio file with the speech in it.")
     wave = torch.from_numpy(np.concatenate(chunks, axis=1).astype(np.float32, copy=False))
+    if not bool(torch.isfinite(wave).all()):
+        raise ValueError(f"{path}: the audio contains NaN or infinite samples (a damaged float file). Export it again, "
+                         "e.g. as 16-bit PCM wav.")
     log.debug("decoded %s: %s @ %d Hz", path, tuple(wave.shape), first[2])
     return wave, first[2]
 

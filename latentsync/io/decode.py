@@ -20,6 +20,7 @@ from av.error import FFmpegError
 from .errors import MediaError
 from .probe import (
     VideoInfo,
+    check_frame_size,
     frame_rotation_cw,
     index_timestamps,
     open_input,
@@ -166,6 +167,7 @@ def _generate(
     container, path = open_input(path)
     try:
         stream = video_stream(container, path)
+        check_frame_size(stream, path)
         _configure_decoder(stream, threads)
         fps = stream_fps(stream)
         indexed = _frames_after_seek(container, stream, path, start) if start > 0 else None

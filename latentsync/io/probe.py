@@ -18,6 +18,7 @@ import av
 import numpy as np
 from av.error import FFmpegError
 
+from ..limits import frame_size_problem
 from .errors import MediaError
 
 log = logging.getLogger(__name__)
@@ -108,14 +109,32 @@ def frame_rotation_cw(frame: av.VideoFrame) -> int:
     return 90 * quarter
 
 
+def check_frame_size(stream, path: Path) -> None:
+    """Refuse a stream whose header promises frames larger than the limits, before any frame is decoded."""
+    context = stream.codec_context
+    problem = frame_size_problem(int(context.width or 1), int(context.height or 1), str(path))
+    if problem:
+        raise MediaError(problem)
+
+
 def first_frame(container: av.container.InputContainer, stream, path: Path) -> av.VideoFrame:
-    """Decode the first frame of ``stream`` (for its size, pixel format and rotation)."""
+    """Decode the first frame of ``stream`` (for its size, pixel format and rotation); the size limits are checked
+    from the header first, and again on the decoded frame (headers can lie)."""
+    check_frame_size(stream, path)
+    frame = None
     try:
         for frame in container.decode(stream):
-            return frame
+            break
     except FFmpegError as exc:
-        raise MediaError(f"{path}: the video stream cannot be decoded ({exc}).") from exc
-    raise MediaError(f"{path}: the video stream holds no decodable frame.")
+        raise MediaError(f"{path}: the video stream cannot be decoded ({exc}). The file is damaged or truncated: "
+                         "export it again.") from exc
+    if frame is None:
+        raise MediaError(f"{path}: the video stream holds no decodable frame. The file is damaged or truncated: "
+                         "export it again.")
+    problem = frame_size_problem(frame.width, frame.height, str(path))
+    if problem:
+        raise MediaError(problem)
+    return frame
 
 
 def index_timestamps(stream) -> np.ndarray | None:
