@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import secrets
 from fractions import Fraction
 from numbers import Real
 from pathlib import Path
@@ -20,7 +19,9 @@ import numpy as np
 import torch
 from av.error import FFmpegError
 
+from .audio_frames import float_resampler, packed_frame, planar_samples
 from .errors import MediaError
+from .partial import PartialFile, remove_stale_partials
 from .timing import as_fps, samples_for_frames
 
 log = logging.getLogger(__name__)
@@ -75,13 +76,12 @@ def _prepare_audio(audio) -> tuple[np.ndarray, int]:
 
 
 def _resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """Resample planar float32 (C, T) audio with libswresample."""
+    """Resample float32 (C, T) audio with libswresample (packed frames: see ``audio_frames``)."""
     layout = _layout(samples.shape[0])
-    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=layout)
-    frame.sample_rate = rate
-    resampler = av.AudioResampler(format="fltp", layout=layout, rate=target)
-    pieces = [out.to_ndarray() for out in resampler.resample(frame)]
-    pieces += [out.to_ndarray() for out in resampler.resample(None)]
+    resampler = float_resampler(layout, target)
+    frame = packed_frame(samples, "flt", layout, rate)
+    pieces = [planar_samples(out) for out in resampler.resample(frame)]
+    pieces += [planar_samples(out) for out in resampler.resample(None)]
     return np.concatenate(pieces, axis=1) if pieces else np.zeros((samples.shape[0], 0), np.float32)
 
 
@@ -146,6 +146,7 @@ class VideoWriter:
         self._pad = (0, 0)
         self._frames = 0
         self._temp: Path | None = None
+        self._partial: PartialFile | None = None
         self._held = None  # latest video packet, muxed once the next one arrives (see _mux_video)
         self._first_dts: int | None = None
         self._closed = False
@@ -198,12 +199,17 @@ class VideoWriter:
         if any(self._pad):
             log.info("%s: %dx%d is odd for %s; padding to %dx%d by repeating the last column/row",
                      self.path.name, width, height, self._pix_fmt, width + self._pad[1], height + self._pad[0])
-        self._temp = self.path.with_name(f".{self.path.stem}.{secrets.token_hex(4)}.partial{self.path.suffix}")
+        remove_stale_partials(self.path)  # left-overs of a run of this output that died (lock free)
         options = {"movflags": "+faststart+use_metadata_tags"} if self._format in ("mp4", "mov") else {}
         try:
+            self._partial = PartialFile(self.path)  # locked while this writer lives
+            self._temp = self._partial.path
             self._container = av.open(str(self._temp), mode="w", format=self._format, options=options)
         except (FFmpegError, OSError) as exc:
-            raise MediaError(f"cannot create {self._temp} next to {self.path}: {exc}") from exc
+            if self._partial is not None:
+                self._partial.discard()
+            raise MediaError(f"cannot create a file next to {self.path}: {exc}. Check that the folder is "
+                             "writable.") from exc
         self._container.metadata.update(self._metadata)
 
         video = self._container.add_stream("libx264", rate=self.fps)
@@ -304,8 +310,7 @@ class VideoWriter:
             chunk = np.zeros((channels, size), dtype=np.float32)
             have = self._audio[:, self._audio_done:self._audio_done + size]
             chunk[:, :have.shape[1]] = have  # past the end of the waveform: silence
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
-            frame.sample_rate = self._sample_rate
+            frame = packed_frame(chunk, "flt", layout, self._sample_rate)  # the encoder converts it to planar
             frame.pts = self._audio_done
             frame.time_base = Fraction(1, self._sample_rate)
             for packet in self._audio_stream.encode(frame):
@@ -354,8 +359,9 @@ class VideoWriter:
                 if self.path.exists():
                     raise FileExistsError(f"{self.path} appeared while writing; not replacing it.") from None
                 os.replace(self._temp, self.path)
-                return
-            os.unlink(self._temp)
+            else:
+                os.unlink(self._temp)
+        self._partial.release()
 
     def abort(self) -> None:
         """Stop writing and delete the temporary file; the final name is left untouched."""
@@ -366,8 +372,8 @@ class VideoWriter:
             except (FFmpegError, OSError):
                 pass
             self._container = None
-        if self._temp is not None and self._temp.exists():
-            self._temp.unlink()
+        if self._partial is not None:
+            self._partial.discard()
 
     def __enter__(self) -> "VideoWriter":
         return self
