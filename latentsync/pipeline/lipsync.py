@@ -28,12 +28,13 @@ def generate_faces(
     skip_chunk: Optional[Callable[[int, int], bool]] = None,
     callback: Optional[ProgressCallback] = None,
     steps_total: Optional[int] = None,
+    vae_batch: int = 16,
 ) -> torch.Tensor:
     """Aligned uint8 faces (F,3,R,R) -> generated faces in [-1,1] (F,3,R,R), mouth repainted, rest = reference.
 
     ``sampler`` carries the random state across calls (streaming); without one, a fresh sampler is made, which is
     upstream's single call. Frames are processed in ``options.chunk_frames`` chunks; ``callback`` and
-    ``steps_total`` are the sampler's progress reporting.
+    ``steps_total`` are the sampler's progress reporting; ``vae_batch`` faces go through the VAE per call.
     """
     if audio_windows is not None and audio_windows.shape[0] != faces.shape[0]:
         raise ValueError(
@@ -45,6 +46,6 @@ def generate_faces(
     if sampler is None:
         # Upstream draws the initial noise before any VAE encode; the sampler does so on construction.
         sampler = LipsyncSampler(unet, options, latent_hw=latent_hw, device=device, dtype=dtype)
-    encoded: EncodedFaces = encode_faces(vae, faces, mask)
+    encoded: EncodedFaces = encode_faces(vae, faces, mask, batch_size=vae_batch)
     latents = sampler.sample(encoded, audio_windows, skip_chunk=skip_chunk, callback=callback, steps_total=steps_total)
-    return decode_faces(vae, latents, faces, mask)
+    return decode_faces(vae, latents, faces, mask, batch_size=vae_batch)

@@ -75,6 +75,19 @@ class LipsyncModels:
     version: Optional[str] = None
 
 
+def whisper_fit_problem(whisper_width: int, unet_config: dict[str, Any], whisper_path: str, unet_path: str) -> Optional[str]:
+    """Why the Whisper encoder's width does not fit the U-Net's audio layers, or None (checked when loading, before
+    any audio is decoded)."""
+    if not unet_config.get("add_audio_layer", True):
+        return None
+    expected = int(unet_config.get("cross_attention_dim", whisper_width))
+    if int(whisper_width) == expected:
+        return None
+    return (f"the Whisper file {whisper_path} gives {whisper_width}-wide audio features but the U-Net {unet_path} "
+            f"expects {expected} (its cross_attention_dim). Use LatentSync's own whisper/tiny.pt (width 384) or a "
+            "U-Net trained with this Whisper.")
+
+
 def pick_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
     """fp16 on CUDA GPUs with compute capability >= 8 (as upstream), bf16/fp32 on request, fp32 elsewhere."""
     table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -102,8 +115,12 @@ def load_models(
 
     device = torch.device(device)
     spec = unet_spec(unet_path, version)
+    whisper = load_whisper_encoder(whisper_path)
+    problem = whisper_fit_problem(whisper.dims.n_audio_state, spec.config, whisper_path, unet_path)
+    if problem:
+        raise ValueError(problem)
+    whisper = whisper.to(device).eval()
     unet = load_unet(unet_path, spec.config, device=device, dtype=dtype).eval()
-    whisper = load_whisper_encoder(whisper_path).to(device).eval()
     vae = None
     if vae_path is not None:
         from .vae import load_diffusers_vae

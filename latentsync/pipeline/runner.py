@@ -9,6 +9,7 @@ result. Both the command line and the path-based ComfyUI node call :func:`lipsyn
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -23,11 +24,12 @@ import numpy as np
 import torch
 
 from ..configs import NUM_FRAMES_PER_CHUNK
+from .face_report import NoFaceError, no_face_message
+from .oom import MemoryPlan, free_cached_memory, run_shrinking
 from .sampler import LipsyncSampler, SamplerOptions
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 StageCallback = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)``; may raise to cancel."""
 
@@ -48,10 +50,14 @@ class RunOptions:
     still_fps: float = 25.0
     overwrite: bool = False
     models_dirs: Sequence[str] = ()  # models roots/folders searched for the insightface files
+    require_face: bool = False  # raise NoFaceError (before generating) when no frame has a usable face
+    vae_batch: int = 16  # faces per VAE call (halved, like batch_chunks, when the device runs out of memory)
 
 
 @dataclass
 class RunReport:
+    """What a run did: frames, timing, faces found, and any notes (truncated input, memory retries, no face)."""
+
     output: str
     frames: int
     fps: Fraction
@@ -61,18 +67,34 @@ class RunReport:
     cuts: list[int]
     seconds: float
     seed: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def face_frames(self) -> int:
+        """Output frames that had a usable face."""
+        return self.frames - len(self.missing_face_frames)
+
+    @property
+    def no_face(self) -> bool:
+        """True when no output frame had a usable face (the output is the input's frames unchanged)."""
+        return self.frames > 0 and self.face_frames == 0
 
     def summary(self) -> str:
+        """One line: the output, frames, rate, detector, seed, time, and what was not lip-synced and why."""
         gaps = len(self.missing_face_frames)
         text = (
             f"{self.output}: {self.frames} frames at {float(self.fps):.3f} fps, detector {self.detector}, seed {self.seed}, "
             f"{self.seconds:.1f} s"
         )
-        if gaps:
+        if self.no_face:
+            text += "; NO FACE: every frame passed through unchanged"
+        elif gaps:
             head = ", ".join(map(str, self.missing_face_frames[:10])) + (" ..." if gaps > 10 else "")
             text += f"; {gaps} frame(s) without a usable face passed through unchanged ({head})"
         if self.silent_frames:
             text += f"; original mouth kept on {self.silent_frames} silent frame(s)"
+        for note in self.notes:
+            text += f"; {note}"
         return text
 
 
@@ -88,12 +110,11 @@ class FrameSource:
 
         self.path = path
         self.block = block
-        self.is_image = path.lower().endswith(IMAGE_SUFFIXES)
-        if self.is_image:
-            from PIL import Image
+        from ..io.image import is_image_path, read_image
 
-            with Image.open(path) as im:
-                self._still = np.asarray(im.convert("RGB"))
+        self.is_image = is_image_path(path)
+        if self.is_image:
+            self._still = read_image(path)  # size checked before decoding, EXIF orientation applied
             self.num_frames = 1
             self.fps = Fraction(still_fps).limit_denominator(1001)
             self.size = self._still.shape[:2]
@@ -161,12 +182,31 @@ def _cancel_on_error(queued: deque):
         raise
 
 
-def _check_output(path: str, overwrite: bool) -> None:
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} exists; choose another output path or allow overwriting")
-    parent = os.path.dirname(os.path.abspath(path))
+def _check_paths(video_path: str, audio_path: str, output_path: str, overwrite: bool) -> None:
+    """Inputs exist and are usable media (headers only), the output is new (or may be replaced) and is no input."""
+    from ..io.errors import MediaError
+    from ..preflight import inputs_problem
+    from ..safe_paths import overwrite_problem
+
+    for p, what in ((video_path, "video"), (audio_path, "audio")):
+        if not os.path.isfile(p):
+            raise FileNotFoundError(f"{what} input not found: {p}")
+    problem = overwrite_problem(output_path, [("video input", video_path), ("audio input", audio_path)])
+    if problem:
+        raise ValueError(problem)
+    if os.path.exists(output_path) and not overwrite:
+        raise FileExistsError(f"{output_path} exists; choose another output path or allow overwriting")
+    parent = os.path.dirname(os.path.abspath(output_path))
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"Output folder does not exist: {parent}")
+    problem = inputs_problem(video_path, audio_path)
+    if problem:
+        raise MediaError(problem)
+
+
+def _truncation_note(path: str, listed: int, decoded: int) -> str:
+    return (f"{path}: its index lists {listed} frames but only {decoded} could be decoded (the file is truncated or "
+            "damaged); the output uses those. Export or re-encode the video to use every frame.")
 
 
 @torch.no_grad()
@@ -202,13 +242,12 @@ def lipsync_file(
 
     started = time.monotonic()
     device = torch.device(device)
-    for p, what in ((video_path, "video"), (audio_path, "audio")):
-        if not os.path.isfile(p):
-            raise FileNotFoundError(f"{what} input not found: {p}")
-    _check_output(output_path, options.overwrite)
-    options.sampler.validate()
+    _check_paths(video_path, audio_path, output_path, options.overwrite)
+    sampler_options = dataclasses.replace(options.sampler)  # the memory plan may lower batch_chunks: keep the caller's
+    sampler_options.validate()
     report = progress or (lambda stage, done, total: None)
     stage = timer or (lambda name: contextlib.nullcontext())
+    notes: list[str] = []
 
     # Audio: features for the whole clip (50 rows/s, small) and the waveform for the output track.
     with stage("audio"):
@@ -221,36 +260,61 @@ def lipsync_file(
     source = FrameSource(video_path, still_fps=options.still_fps)
     fps = source.fps
     audio_frames = upstream_frame_count(features.shape[0], float(fps))
-    plan = plan_length(source.num_frames, audio_frames, "pingpong" if source.is_image else options.length_policy)
+    policy = "pingpong" if source.is_image else options.length_policy
+    plan = plan_length(source.num_frames, audio_frames, policy)
     n_out = plan.num_frames
     needed = int(plan.source_index.max()) + 1 if n_out else 0
 
     # Pass 1: detect and track faces on the source frames the output uses (three points per frame are kept).
     parts, stamps = [], []
+    max_faces = 0
     if points is not None:
         given = np.asarray(points, np.float32)
         if given.ndim != 3 or given.shape[1:] != (3, 2) or len(given) < needed:
             raise ValueError(f"points must be ({needed}, 3, 2) alignment points, got {given.shape}")
         parts.append(FaceTrack(given[:needed], np.ones(needed, bool), np.zeros(needed, bool),
                                np.zeros((needed, 4), np.float32), detector="given points"))
+        max_faces = 1
         if source.is_vfr:
             stamps = [pts for _, _, pts in source.iter_all()]
     else:
         detector = create_detector(options.detector, models_dirs=list(options.models_dirs), device=device.type)
         tracker = FaceTracker(source.size, face_index=options.face_index, detector=detector.describe())
+        decoded = 0
         with stage("detect"):
             for start, frames, pts in source.iter_all():
                 if start >= needed:
                     break
                 frames, pts = frames[: needed - start], pts[: needed - start]
-                parts.append(tracker.push(detector.detect(frames), signatures=frame_signatures(frames)))
+                detections = detector.detect(frames)
+                max_faces = max([max_faces] + [len(d) for d in detections])
+                parts.append(tracker.push(detections, signatures=frame_signatures(frames)))
                 stamps.append(np.asarray(pts, np.float64))
-                report("detect", min(start + len(frames), needed), needed)
+                decoded = start + len(frames)
+                report("detect", min(decoded, needed), needed)
             parts.append(tracker.finish())
+        if decoded < needed:  # the index promised frames the file does not hold (cut off while copying)
+            if decoded == 0:
+                from ..io.errors import MediaError
+
+                raise MediaError(f"{video_path}: no frame could be decoded; the file is truncated or damaged. Export "
+                                 "or re-encode the video.")
+            notes.append(_truncation_note(video_path, source.num_frames, decoded))
+            log.warning("%s", notes[-1])
+            source.num_frames = decoded
+            plan = plan_length(decoded, audio_frames, policy)
+            n_out = plan.num_frames
     track = FaceTrack.concat(parts)
     resolution = models.resolution
     matrices = track.matrices(resolution, align.AlignmentSmoother())
     found = torch.from_numpy(track.found)
+    src = plan.source_index
+    if n_out and not bool(found[src].any()):
+        message = no_face_message(video_path, n_out, options.face_index, max_faces)
+        if options.require_face:
+            raise NoFaceError(message)
+        log.warning("%s", message)
+        notes.append(message.split(": ", 1)[1])
 
     silent = torch.zeros(n_out, dtype=torch.bool)
     if options.keep_silent_mouth:
@@ -258,7 +322,6 @@ def lipsync_file(
 
         silent = silent_frames(wav16, n_out, float(fps))
 
-    src = plan.source_index
     apply = found[src] & ~silent
     # Variable frame rate: when the output keeps the source frames in order, audio windows follow the frames'
     # real timestamps and the output keeps them; otherwise (loops, still images) frames are evenly spaced.
@@ -275,26 +338,28 @@ def lipsync_file(
     if options.compile:
         from .compiled import maybe_compile
 
-        unet = maybe_compile(unet, True, device=device, frames=options.sampler.chunk_frames,
-                             fixed_batch=options.sampler.batch_chunks)
-    sampler = LipsyncSampler(unet, options.sampler, latent_hw=latent_hw, device=device, dtype=dtype)
+        unet = maybe_compile(unet, True, device=device, frames=sampler_options.chunk_frames,
+                             fixed_batch=sampler_options.batch_chunks)
+    sampler = LipsyncSampler(unet, sampler_options, latent_hw=latent_hw, device=device, dtype=dtype)
     steps_total = sampler.steps_total(n_out)
+    memory = MemoryPlan(batch_chunks=sampler_options.batch_chunks, vae_batch=max(1, int(options.vae_batch)))
 
     def skip(start: int, stop: int) -> bool:
         return not bool(apply[start:stop].any())
 
-    def process(a: int, b: int, source_frames: np.ndarray) -> tuple[torch.Tensor, Optional[torch.cuda.Event]]:
+    def process(a: int, b: int, source_frames: np.ndarray, plan_now: MemoryPlan):
         """One window on the device: align, generate, composite; returns the frames on the host (pinned when on
         CUDA, the copy still in flight) and the event that marks the copy done."""
+        sampler_options.batch_chunks = plan_now.batch_chunks
         frames = torch.from_numpy(source_frames).to(device)
         mats = matrices[src[a:b]]
         with stage("align"):
             faces = align.warp_faces(frames, mats, resolution)
         with stage("generate"):
             generated = generate_faces(
-                unet, vae, faces, frame_windows(features, windows_idx[a:b]), mask, options.sampler,
+                unet, vae, faces, frame_windows(features, windows_idx[a:b]), mask, sampler_options,
                 device=device, dtype=dtype, sampler=sampler, skip_chunk=skip, callback=functools.partial(report, "sample"),
-                steps_total=steps_total,
+                steps_total=steps_total, vae_batch=plan_now.vae_batch,
             )
         with stage("composite"):
             out = restore.composite(frames, generated, mats.to(device), resolution, apply=apply[a:b].to(device))
@@ -305,6 +370,17 @@ def lipsync_file(
             done = torch.cuda.Event()
             done.record()
             return host, done
+
+    def process_fitting(a: int, b: int, source_frames: np.ndarray):
+        """``process``, redone with less work per call after running out of memory (same random draws)."""
+        state = sampler.snapshot()
+
+        def undo() -> None:
+            sampler.restore(state)
+            free_cached_memory(device)
+
+        return run_shrinking(lambda plan_now: process(a, b, source_frames, plan_now), memory,
+                             where=f"frames {a}-{b - 1} of {video_path}", before_retry=undo, on_shrink=notes.append)
 
     def write(writer, host: torch.Tensor, done: Optional[torch.cuda.Event]) -> None:
         if done is not None:
@@ -319,8 +395,8 @@ def lipsync_file(
                 job.result()
                 report("write", end, n_out)
 
-    chunk = options.sampler.chunk_frames
-    window = max(chunk * options.sampler.batch_chunks, options.window_frames // chunk * chunk)  # whole chunks
+    chunk = sampler_options.chunk_frames
+    window = max(chunk * sampler_options.batch_chunks, options.window_frames // chunk * chunk)  # whole chunks
     spans = [(a, min(a + window, n_out)) for a in range(0, n_out, window)]
     # Decoding the next window and encoding the last ones run in their own threads (PyAV releases the GIL), so
     # the device rarely waits on the CPU; at most two windows wait for the encoder, so memory stays bounded.
@@ -337,7 +413,7 @@ def lipsync_file(
                 source_frames = upcoming.result()
             if i + 1 < len(spans):
                 upcoming = reader.submit(source.get, src[spans[i + 1][0]:spans[i + 1][1]].numpy())
-            host, done = process(a, b, source_frames)
+            host, done = process_fitting(a, b, source_frames)
             del source_frames
             drain(keep=1)
             queued.append((b, encoder.submit(write, writer, host, done)))
@@ -346,5 +422,5 @@ def lipsync_file(
         output=output_path, frames=n_out, fps=fps, detector=track.detector,
         missing_face_frames=torch.nonzero(~found[src]).flatten().tolist(),
         silent_frames=int(silent.sum()), cuts=track.cut_frames,
-        seconds=time.monotonic() - started, seed=sampler.seed,
+        seconds=time.monotonic() - started, seed=sampler.seed, notes=notes,
     )

@@ -44,10 +44,13 @@ class SamplerOptions:
     batch_chunks: int = 1  # chunks denoised together in one U-Net call (same result, better GPU use)
 
     def validate(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.guidance_scale < 1.0:
-            raise ValueError(f"guidance_scale must be >= 1.0 (1.0 turns guidance off), got {self.guidance_scale}")
+        """Raise ValueError naming the first setting that is out of range (NaN and infinities included)."""
+        from ..option_checks import check_number
+
+        check_number(self.steps, "steps")
+        check_number(self.guidance_scale, "guidance", "guidance_scale")
+        if self.seed is not None:
+            check_number(self.seed, "seed")
         if not 1 <= self.chunk_frames <= 24:
             raise ValueError(f"chunk_frames must be within 1..24 (motion-module positions), got {self.chunk_frames}")
         if self.deepcache_interval < 1:
@@ -130,6 +133,16 @@ class LipsyncSampler:
             return mean
         std = torch.exp(0.5 * logvar.to(self.device))
         return mean + std * self._randn(tuple(mean.shape), mean.dtype)
+
+    def snapshot(self) -> tuple:
+        """The random state and progress counters, for :meth:`restore` (retrying a window after running out of
+        memory gives the result the first attempt would have given)."""
+        return self.generator.get_state(), self.frames_done, self.steps_done
+
+    def restore(self, state: tuple) -> None:
+        """Go back to a :meth:`snapshot`."""
+        rng, self.frames_done, self.steps_done = state
+        self.generator.set_state(rng)
 
     def steps_total(self, num_frames: int) -> int:
         return len(chunk_bounds(num_frames, self.options.chunk_frames)) * self.options.steps
