@@ -5,7 +5,8 @@ The same pipeline as the ComfyUI nodes, without ComfyUI. With no inputs it runs 
 (a public-domain photo and a short synthesised speech clip). Every option is checked before a model is loaded.
 
 Exit codes: 0 done; 2 bad arguments (checked before anything loads); 3 model files missing (offline or downloads
-off); 4 an input could not be used; 5 a batch finished with failed items; 130 interrupted; 1 anything else.
+off); 4 an input could not be used; 5 a batch finished with failed items; 6 no usable face (with --require-face);
+130 interrupted (Ctrl-C); 143 stopped by SIGTERM; 1 anything else.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 from . import __version__
+from .cli_checks import UsageError, apply_quality, check_numbers, resolve_device
 from .cli_jobs import Job, batch_jobs, default_output, input_problem
-from .configs import DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS, DETECTOR_NAMES, RESOLUTION_BY_VERSION
+from .configs import DEFAULT_SEED, DETECTOR_NAMES, RESOLUTION_BY_VERSION
+from .exit_codes import (EXIT_BATCH, EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_MODELS, EXIT_NO_FACE, EXIT_OK,
+                         EXIT_USAGE)
 from .locations import default_models_dir
-from .progress import Progress
+from .option_checks import parse_number
+from .presets import PRESETS
+from .presets import describe as describe_preset
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_MODELS, EXIT_INPUT, EXIT_BATCH, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_IMAGE, DEMO_AUDIO, DEMO_OUTPUT = ASSETS / "astronaut.jpg", ASSETS / "demo_speech.flac", "latentsync_demo.mp4"
 SUBCOMMANDS = ("doctor", "selftest")
@@ -36,7 +41,8 @@ THIRD_PARTY_LOGGERS = ("huggingface_hub", "diffusers", "transformers")
 
 log = logging.getLogger("latentsync")
 
-__all__ = ["ASSETS", "EXIT_USAGE", "build_parser", "default_models_dir", "main", "run"]
+__all__ = ["ASSETS", "EXIT_BATCH", "EXIT_ERROR", "EXIT_INPUT", "EXIT_INTERRUPTED", "EXIT_MODELS", "EXIT_NO_FACE",
+           "EXIT_OK", "EXIT_USAGE", "UsageError", "build_parser", "default_models_dir", "main", "resolve_device", "run"]
 
 
 def program_name() -> str:
@@ -56,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                f"'{prog} doctor' checks torch, PyAV, the face detectors and every model file; "
                f"'{prog} selftest' runs the whole pipeline on tiny random models (no download, under a minute on a "
                "CPU). Exit codes: 0 done, 2 bad arguments, 3 model files missing, 4 an input could not be used, "
-               "5 a batch had failures, 130 interrupted.",
+               "5 a batch had failures, 6 no usable face (--require-face), 130 interrupted, 143 stopped by SIGTERM.",
     )
     io = p.add_argument_group("inputs and outputs")
     io.add_argument("--video", "-v", help="input video file, or a still image (png/jpg/webp)")
@@ -65,24 +71,35 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--batch", help="a folder of videos (each with a same-stem audio file beside it) or a list file "
                     "with one 'video<TAB>audio[<TAB>output]' line per job; finished outputs are skipped")
     io.add_argument("--output-dir", help="where batch outputs go (default: beside each video; created if missing)")
-    io.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip / refuse)")
+    io.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip / refuse); "
+                    "an input file is never replaced")
+    io.add_argument("--manifest", help="batch manifest (JSON: every job and its status, faces found, errors); default "
+                    "latentsync_manifest.json in --output-dir or the batch folder, or LIST.manifest.json beside a list")
+    io.add_argument("--cache-dir", help="finished-job cache (default $LATENTSYNC_CACHE_DIR or ~/.cache/latentsync/jobs):"
+                    " a rerun with the same inputs and settings returns the earlier output at once")
+    io.add_argument("--no-cache", action="store_true", help="neither use nor record finished jobs")
     m = p.add_argument_group("models")
     m.add_argument("--models-dir", default=None,
                    help="models root in ComfyUI's layout (latentsync/1.6/latentsync_unet.pt, latentsync/whisper/tiny.pt, "
                         f"vae/sd-vae-ft-mse.safetensors); default here: {default_models_dir()} "
                         "(set by $LATENTSYNC_MODELS, or ComfyUI's models/ when the pack sits in custom_nodes)")
-    m.add_argument("--version", choices=sorted(RESOLUTION_BY_VERSION), default=DEFAULT_VERSION,
-                   help="LatentSync release: 1.5 (256 px faces) or 1.6 (512 px); default %(default)s")
+    m.add_argument("--version", choices=sorted(RESOLUTION_BY_VERSION), default=None,
+                   help=f"LatentSync release: 1.5 (256 px faces) or 1.6 (512 px); default {DEFAULT_VERSION} "
+                        "(or the --quality preset's)")
     m.add_argument("--unet", help="explicit U-Net checkpoint (overrides --version's default file)")
     m.add_argument("--whisper", help="explicit whisper checkpoint (default: latentsync/whisper/tiny.pt)")
     m.add_argument("--vae", help="explicit VAE (diffusers folder or .safetensors)")
     m.add_argument("--no-download", action="store_true", help="never download missing model files")
     s = p.add_argument_group("sampling")
-    s.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="DDIM steps (default %(default)s)")
-    s.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
-                   help="classifier-free guidance scale; 1.0 turns it off (default %(default)s)")
-    s.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed; -1 for a random one (default %(default)s)")
-    s.add_argument("--deepcache", action="store_true", help="DeepCache (interval 3, branch 0), ~2x faster, as upstream's app")
+    s.add_argument("--quality", choices=list(PRESETS), default=None,
+                   help="quality preset, explicit options win over it: " + "; ".join(describe_preset(n) for n in PRESETS))
+    s.add_argument("--steps", type=parse_number, default=None, help="DDIM steps, 1..200 (default 20)")
+    s.add_argument("--guidance", type=parse_number, default=None,
+                   help="classifier-free guidance scale, 1.0..10.0; 1.0 turns it off (default 1.5)")
+    s.add_argument("--seed", type=parse_number, default=DEFAULT_SEED,
+                   help="random seed, 0..2^64-1; -1 for a random one (default %(default)s)")
+    s.add_argument("--deepcache", action=argparse.BooleanOptionalAction, default=None,
+                   help="DeepCache (interval 3, branch 0), ~2x faster, as upstream's app (default off)")
     s.add_argument("--noise-on-cpu", action="store_true", help="draw noise on the CPU (same result on any device)")
     s.add_argument("--length-policy", default="pingpong", choices=["pingpong", "loop", "trim", "hold_last", "pad_audio"],
                    help="when audio and video lengths differ (default %(default)s, as upstream)")
@@ -96,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "default %(default)s")
     f.add_argument("--face-index", default="largest", help="'largest' or the index of the face, left to right "
                    "(default %(default)s)")
+    f.add_argument("--require-face", action="store_true",
+                   help="exit 6 (a batch: mark the job failed) without writing when no frame has a usable face; "
+                        "by default such a video is passed through unchanged and reported")
     r = p.add_argument_group("runtime")
     r.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps ... "
                    "(default %(default)s)")
@@ -104,13 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--compile", action="store_true",
                    help="torch.compile the U-Net: ~1.6x faster steps after a one-time compile of 1-2 min (needs Triton on "
                         "GPUs; falls back to uncompiled when it cannot)")
-    r.add_argument("--batch-chunks", type=int, default=0,
-                   help="16-frame chunks per U-Net call; same result, more VRAM (default 0 = auto: 2 at 256 px on a GPU, else 1)")
-    r.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better, 0..51 (default %(default)s)")
+    r.add_argument("--batch-chunks", type=parse_number, default=0,
+                   help="16-frame chunks per U-Net call, 1..16; same result, more VRAM (default 0 = auto: 2 at 256 px "
+                        "on a GPU, else 1); halved automatically when the device runs out of memory")
+    r.add_argument("--crf", type=parse_number, default=18, help="H.264 quality, lower is better, 0..51 (default %(default)s)")
     r.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
                    help="x264 preset: ultrafast ... veryslow (default %(default)s)")
-    r.add_argument("--fps", type=float, default=25.0, help="frame rate for still-image inputs (default %(default)s)")
-    r.add_argument("--quiet", "-q", action="store_true", help="no progress bars, errors only")
+    r.add_argument("--fps", type=parse_number, default=25.0,
+                   help="frame rate for still-image inputs, 0.01..240 (default %(default)s)")
+    r.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress bars or info messages: errors, warnings about the result, and one summary line "
+                        "per job (on stdout)")
     return p
 
 
@@ -144,34 +168,14 @@ def cli_logging(quiet: bool) -> Iterator[None]:
                     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = progress_env
 
 
-class UsageError(ValueError):
-    """An option that cannot work, found before anything is loaded (exit 2)."""
-
-
-def check_numbers(args: argparse.Namespace) -> None:
-    """Ranges argparse cannot express."""
-    if args.steps < 1 or args.guidance < 1.0 or not 0 <= args.crf <= 51 or args.fps <= 0 or args.batch_chunks < 0:
-        raise UsageError("need --steps >= 1, --guidance >= 1.0, --crf within 0..51, --fps > 0, --batch-chunks >= 0")
-    if args.face_index != "largest":
-        try:
-            if int(args.face_index) < 0:
-                raise ValueError
-        except ValueError:
-            raise UsageError(f"--face-index must be 'largest' or a face number 0, 1, ...; got {args.face_index!r}") from None
-    for flag in ("unet", "whisper", "vae"):
-        path = getattr(args, flag)
-        if path and not os.path.exists(path):
-            raise UsageError(f"--{flag}: no such file or folder: {path}")
-    if args.models_dir and os.path.exists(args.models_dir) and not os.path.isdir(args.models_dir):
-        raise UsageError(f"--models-dir is a file, not a folder: {args.models_dir}")
-
-
 def plan_jobs(args: argparse.Namespace) -> list[Job]:
-    """The jobs the options ask for, with a single job's inputs and output checked (raises UsageError)."""
+    """The jobs the options ask for, with a single job's inputs checked (raises UsageError)."""
     if args.batch and (args.video or args.audio or args.output):
         raise UsageError("use either --batch (with --output-dir) or --video/--audio/--output")
     if bool(args.video) != bool(args.audio):
         raise UsageError("--video and --audio go together")
+    if args.manifest and not args.batch:
+        raise UsageError("--manifest goes with --batch")
     if args.batch:
         if args.output_dir and os.path.isfile(args.output_dir):
             raise UsageError(f"--output-dir is a file: {args.output_dir}")
@@ -186,53 +190,7 @@ def plan_jobs(args: argparse.Namespace) -> list[Job]:
     problem = input_problem(job)
     if problem:
         raise UsageError(problem)
-    if os.path.exists(job.output) and not args.overwrite:
-        raise UsageError(f"{job.output} exists; pass --overwrite or choose another --output")
     return [job]
-
-
-def resolve_device(name: str):
-    """The torch device for ``--device``; raises UsageError when it does not exist here."""
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise UsageError(f"--device {name!r} is not a device name (cpu, cuda, cuda:1, mps, ...)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            build = "a CPU-only torch build" if torch.version.cuda is None else "no usable NVIDIA GPU or driver"
-            raise UsageError(f"--device {name}: CUDA is not available here ({build}); use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
-    elif device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UsageError(f"--device {name}: MPS is not available here; use --device cpu")
-    return device
-
-
-def load_everything(args: argparse.Namespace, device, dtype):
-    """Find (or download) the model files and load them; returns (models, vae)."""
-    from . import model_files as mf
-    from .pipeline.models import load_models
-
-    root = args.models_dir or default_models_dir()
-    unet_spec = mf.UNET_FILES[args.version]
-    explicit = {unet_spec.key: args.unet, mf.WHISPER_TINY.key: args.whisper, mf.VAE_FT_MSE.key: args.vae}
-    specs = [s for s in (unet_spec, mf.WHISPER_TINY, mf.VAE_FT_MSE) if not explicit[s.key]]
-    paths = {k: v for k, v in explicit.items() if v}
-    paths.update(mf.ensure_files(specs, root, allow_download=not args.no_download))
-    mf.ensure_detector_files(args.detector, [root], allow_download=not args.no_download)
-    for key, path in paths.items():
-        log.info("Model file %s: %s", key, path)
-    models = load_models(paths[unet_spec.key], paths[mf.WHISPER_TINY.key], version=args.version, device=device,
-                         dtype=dtype, vae_path=paths[mf.VAE_FT_MSE.key])
-    return models, models.vae
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
@@ -246,107 +204,16 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     with cli_logging(args.quiet):
         try:
+            apply_quality(args)
             check_numbers(args)
             jobs = plan_jobs(args)
+            device = resolve_device(args.device)
         except UsageError as exc:
             log.error("%s", exc)
             return EXIT_USAGE
-        return run_jobs(args, jobs)
+        from .cli_runner import run_jobs
 
-
-def run_jobs(args: argparse.Namespace, jobs: list[Job]) -> int:
-    """Check the device, load the models once (only when a job is left to do) and run every job."""
-    todo = [job for job in jobs if args.overwrite or not os.path.exists(job.output)]
-    for job in jobs:
-        if job not in todo:
-            log.info("%s exists, skipping (finished earlier)", job.output)
-    failed = 0
-    if args.batch:
-        if args.output_dir and todo:
-            os.makedirs(args.output_dir, exist_ok=True)
-        problems = {job: input_problem(job) for job in todo}
-        for job, problem in problems.items():
-            if problem:
-                failed += 1
-                log.error("%s failed: %s", Path(job.video).name, problem)
-        todo = [job for job in todo if not problems[job]]
-    if not jobs:
-        log.warning("no jobs found in %s", args.batch)
-    if not todo:
-        if failed:
-            log.error("%d of %d jobs failed", failed, len(jobs))
-            return EXIT_BATCH
-        if jobs:
-            log.info("nothing to do: every output exists (pass --overwrite to redo them)")
-        return EXIT_OK
-    if not args.batch and len(jobs) == 1 and jobs[0].video == str(DEMO_IMAGE):
-        log.info("No inputs given: running the demo (%s + %s) -> %s", DEMO_IMAGE.name, DEMO_AUDIO.name, jobs[0].output)
-
-    try:
-        device = resolve_device(args.device)
-    except UsageError as exc:
-        log.error("%s", exc)
-        return EXIT_USAGE
-    import torch
-
-    from .model_files import ModelFilesMissing
-    from .pipeline.models import pick_dtype
-    from .pipeline.runner import RunOptions, lipsync_file
-    from .pipeline.sampler import SamplerOptions
-
-    dtype = pick_dtype(device, args.dtype)
-    try:
-        models, vae = load_everything(args, device, dtype)
-    except ModelFilesMissing as exc:
-        log.error("%s", exc)
-        return EXIT_MODELS
-    except (OSError, ValueError) as exc:
-        log.error("could not load the models: %s", exc)
-        return EXIT_MODELS
-    except ImportError as exc:
-        log.error("%s", exc)
-        return EXIT_ERROR
-
-    seed = None if args.seed == -1 else args.seed
-    batch_chunks = args.batch_chunks or (2 if models.resolution <= 256 and device.type == "cuda" else 1)
-    face_index = args.face_index if args.face_index == "largest" else int(args.face_index)
-    options = RunOptions(
-        sampler=SamplerOptions(steps=args.steps, guidance_scale=args.guidance, seed=seed, deepcache=args.deepcache,
-                               noise_device="cpu" if args.noise_on_cpu else None,
-                               posterior="mean" if args.posterior_mean else "sample", batch_chunks=batch_chunks),
-        length_policy=args.length_policy, detector=args.detector, face_index=face_index,
-        keep_silent_mouth=args.keep_silent_mouth, crf=args.crf, preset=args.preset, still_fps=args.fps, overwrite=args.overwrite,
-        models_dirs=[args.models_dir or default_models_dir()], compile=args.compile,
-    )
-    if args.compile:  # one compiled wrapper for every job of a batch
-        from .pipeline.compiled import maybe_compile
-
-        models.unet = maybe_compile(models.unet, True, device=device, frames=options.sampler.chunk_frames,
-                                    fixed_batch=batch_chunks)
-    for n, job in enumerate(todo, 1):
-        label = f"[{n}/{len(todo)}] {Path(job.video).name}"
-        progress = Progress(not args.quiet, label)
-        try:
-            report = lipsync_file(models, vae, job.video, job.audio, job.output, options, device=device, dtype=dtype,
-                                  progress=progress)
-            progress.close()
-            log.info("%s", report.summary())
-        except KeyboardInterrupt:
-            progress.close()
-            log.error("interrupted")
-            return EXIT_INTERRUPTED
-        except (OSError, ValueError, RuntimeError) as exc:
-            progress.close()
-            failed += 1
-            log.error("%s failed: %s", label, exc)
-            if not args.batch:
-                return EXIT_INPUT if isinstance(exc, (OSError, ValueError)) else EXIT_ERROR
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    if failed:
-        log.error("%d of %d jobs failed", failed, len(jobs))
-        return EXIT_BATCH
-    return EXIT_OK
+        return run_jobs(args, jobs, device)
 
 
 def run_subcommand(name: str, argv: Sequence[str]) -> int:
@@ -364,10 +231,16 @@ def run_subcommand(name: str, argv: Sequence[str]) -> int:
 
 
 def main() -> None:
-    """Console entry point: run and exit with its code."""
+    """Console entry point: run and exit with its code; SIGTERM cleans up like Ctrl-C (exit 143)."""
+    from .signals import Terminated, terminate_as_interrupt
+
     start = time.monotonic()
     try:
-        code = run()
+        with terminate_as_interrupt():
+            code = run()
+    except Terminated as exc:
+        print(f"interrupted ({exc})", file=sys.stderr)
+        code = exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = EXIT_INTERRUPTED

@@ -6,7 +6,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional, Sequence, Tuple
 
 log = logging.getLogger("latentsync")
 
@@ -89,3 +89,19 @@ def input_problem(job: Job) -> Optional[str]:
     if os.path.isdir(job.output):
         return f"the output is a folder: {job.output}"
     return None
+
+
+def protected_files(jobs: Sequence[Job], others: Iterable[Tuple[str, Optional[str]]]) -> list[Tuple[str, str]]:
+    """(what, path) of every file a run reads: each job's video and audio, plus ``others`` (models, the list)."""
+    out = []
+    for job in jobs:
+        out += [("video input", job.video), ("audio input", job.audio)]
+    out += [(what, path) for what, path in others if path]
+    return out
+
+
+def output_problem(job: Job, protected: Sequence[Tuple[str, str]]) -> Optional[str]:
+    """Why the job must not write its output: it would replace one of the files the run reads."""
+    from .safe_paths import overwrite_problem
+
+    return overwrite_problem(job.output, protected)

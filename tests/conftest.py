@@ -26,6 +26,15 @@ def media_dir() -> Path:
     return Path(os.environ.get("LATENTSYNC_MEDIA", SHARED / "media")).resolve()
 
 
+@pytest.fixture(autouse=True)
+def private_job_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Each test gets its own job cache folder (the command line records finished jobs; see latentsync.job_cache),
+    so no test reads another's results or writes into the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("job_cache")
+    monkeypatch.setenv("LATENTSYNC_CACHE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     path = parity_dir()

@@ -1,0 +1,312 @@
+"""The command's job loop: check every job (inputs, output, job cache), load the models once, run, record.
+
+Every job ends with one summary line on stdout (also under ``--quiet``), and in a batch with one manifest entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from .batch_manifest import Manifest, ManifestEntry, default_manifest_path, manifest_path_problem
+from .cli_checks import UsageError
+from .cli_jobs import Job, input_problem, output_problem, protected_files
+from .exit_codes import (EXIT_BATCH, EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_MODELS, EXIT_NO_FACE, EXIT_OK,
+                         EXIT_USAGE)
+from .locations import default_models_dir
+from .progress import Progress
+
+log = logging.getLogger("latentsync")
+
+
+@dataclass
+class Outcome:
+    """How one job ended (a manifest status), what to say about it, and the exit code of a single-job run."""
+
+    status: str
+    message: str = ""
+    exit_code: int = EXIT_OK
+    report: Any = None
+
+
+def say(line: str) -> None:
+    """A result line on stdout: printed whatever the log level, so scripts and ``--quiet`` users see every job."""
+    print(line, file=sys.stdout, flush=True)
+
+
+class JobRunner:
+    """One invocation's jobs, with the settings that make up their cache keys."""
+
+    def __init__(self, args: argparse.Namespace, jobs: list[Job], device: Any):
+        from .pipeline.models import pick_dtype
+
+        self.args, self.jobs, self.device = args, jobs, device
+        self.dtype = pick_dtype(device, args.dtype)
+        self.root = args.models_dir or default_models_dir()
+        self.cache = None
+        if not args.no_cache and args.seed != -1:  # a random seed asks for a new result every time
+            from .job_cache import JobCache, default_cache_dir
+
+            self.cache = JobCache(args.cache_dir or default_cache_dir())
+        self.manifest: Optional[Manifest] = None
+        self.protected = protected_files(jobs, [("--unet file", args.unet), ("--whisper file", args.whisper),
+                                                ("--vae file", args.vae), ("batch list", self._list_file())]
+                                         + [("model file", p) for p in self.model_paths().values()])
+
+    def _list_file(self) -> Optional[str]:
+        batch = self.args.batch
+        return batch if batch and os.path.isfile(batch) else None
+
+    def model_paths(self) -> dict[str, str]:
+        """The model files this run uses, where they exist already (explicit ones, else those in the models root)."""
+        from . import model_files as mf
+
+        specs = {"unet": (self.args.unet, mf.UNET_FILES[self.args.version]), "whisper": (self.args.whisper,
+                 mf.WHISPER_TINY), "vae": (self.args.vae, mf.VAE_FT_MSE)}
+        found = {name: explicit or spec.find(self.root) for name, (explicit, spec) in specs.items()}
+        return {name: path for name, path in found.items() if path}
+
+    def settings(self) -> dict[str, Any]:
+        """Every option that changes the output (batch chunks and compiling do not)."""
+        a = self.args
+        detector = a.detector
+        if detector == "auto":
+            from .face.detectors import detector_status
+
+            detector = "insightface" if detector_status([self.root]).get("insightface") is None else "dlib"
+        return {"version": a.version, "steps": a.steps, "guidance": a.guidance, "seed": a.seed,
+                "deepcache": bool(a.deepcache), "noise": "cpu" if a.noise_on_cpu else self.device.type,
+                "posterior": "mean" if a.posterior_mean else "sample", "length_policy": a.length_policy,
+                "keep_silent_mouth": a.keep_silent_mouth, "detector": detector, "face_index": a.face_index,
+                "crf": a.crf, "x264_preset": a.preset, "still_fps": a.fps, "device": self.device.type,
+                "dtype": str(self.dtype)}
+
+    def key(self, job: Job, models: Optional[dict[str, str]] = None) -> Optional[str]:
+        """The job's cache key, or None without a cache or before every model file is on disk."""
+        if self.cache is None:
+            return None
+        from .job_cache import job_key
+
+        models = models or self.model_paths()
+        if set(models) != {"unet", "whisper", "vae"}:
+            return None
+        return job_key(job.video, job.audio, models, self.settings())
+
+    def open_manifest(self) -> None:
+        """The batch manifest (UsageError when its path is taken by another file or is an input)."""
+        path = Path(self.args.manifest) if self.args.manifest else default_manifest_path(self.args.batch,
+                                                                                         self.args.output_dir)
+        problem = manifest_path_problem(path) or output_problem(Job("", "", str(path)), self.protected)
+        if problem:
+            raise UsageError(problem)
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.manifest = Manifest(path)
+
+    def triage(self, job: Job) -> Optional[Outcome]:
+        """How a job ends without running (missing input, protected output, cached, existing), or None to run it."""
+        from .preflight import inputs_problem
+
+        problem = input_problem(job) or output_problem(job, self.protected)
+        if problem:
+            return Outcome("failed", problem, EXIT_USAGE)
+        exists = os.path.exists(job.output)
+        if exists and not self.args.overwrite and self.args.batch:
+            return Outcome("exists", f"{job.output} exists, skipping (finished earlier)")
+        problem = inputs_problem(job.video, job.audio)
+        if problem:
+            return Outcome("failed", problem, EXIT_INPUT)
+        cached = self.from_cache(job)
+        if cached is not None:
+            return cached
+        if exists and not self.args.overwrite:
+            return Outcome("failed", f"{job.output} exists; pass --overwrite or choose another --output", EXIT_USAGE)
+        return None
+
+    def from_cache(self, job: Job) -> Optional[Outcome]:
+        """The earlier identical job's result delivered to ``job.output``, or None (no cache, no entry)."""
+        from .job_cache import deliver
+
+        key = self.key(job)
+        entry = self.cache.lookup(key) if key else None
+        if entry is None:
+            return None
+        if entry.no_face and self.args.require_face:
+            return Outcome("failed", f"{job.video}: no usable face (found by an identical earlier run, whose output "
+                                     f"is {entry.output}); --require-face refuses it", EXIT_NO_FACE)
+        try:
+            copied = deliver(entry, job.output, self.args.overwrite)
+        except OSError as exc:
+            return Outcome("failed", f"{job.output}: cannot copy the cached result {entry.output}: {exc}", EXIT_ERROR)
+        how = f"copied from {entry.output}" if copied else "already there"
+        return Outcome("cached", f"{job.output}: cached result of an identical earlier run ({how}): {entry.summary}")
+
+    def record(self, job: Job, outcome: Outcome) -> None:
+        """Print the job's line, add its manifest entry and (when it wrote a video) its cache entry."""
+        report = outcome.report
+        if outcome.status == "failed":
+            log.error("%s failed: %s", Path(job.video).name, outcome.message)
+        elif outcome.status == "exists":
+            log.info("%s", outcome.message)
+        else:
+            say(outcome.message)
+        if self.manifest is not None:
+            self.manifest.add(ManifestEntry(
+                video=job.video, audio=job.audio, output=job.output, status=outcome.status, message=outcome.message,
+                frames=None if report is None else report.frames,
+                face_frames=None if report is None else report.face_frames,
+                seconds=None if report is None else round(report.seconds, 3)))
+
+    def remember(self, job: Job, report: Any, models: dict[str, str]) -> None:
+        """Add a finished job to the cache."""
+        key = self.key(job, models)
+        if key is not None:
+            try:
+                self.cache.record(key, job.output, report.summary(), report.no_face)
+            except OSError as exc:
+                log.warning("could not record the job in the cache %s: %s", self.cache.folder, exc)
+
+
+def load_everything(args: argparse.Namespace, device, dtype):
+    """Find (or download) the model files and load them; returns the loaded models (their ``files`` and ``vae``)."""
+    from . import model_files as mf
+    from .pipeline.models import load_models
+
+    root = args.models_dir or default_models_dir()
+    unet_spec = mf.UNET_FILES[args.version]
+    explicit = {unet_spec.key: args.unet, mf.WHISPER_TINY.key: args.whisper, mf.VAE_FT_MSE.key: args.vae}
+    specs = [s for s in (unet_spec, mf.WHISPER_TINY, mf.VAE_FT_MSE) if not explicit[s.key]]
+    paths = {k: v for k, v in explicit.items() if v}
+    paths.update(mf.ensure_files(specs, root, allow_download=not args.no_download))
+    mf.ensure_detector_files(args.detector, [root], allow_download=not args.no_download)
+    for key, path in paths.items():
+        log.info("Model file %s: %s", key, path)
+    return load_models(paths[unet_spec.key], paths[mf.WHISPER_TINY.key], version=args.version, device=device,
+                       dtype=dtype, vae_path=paths[mf.VAE_FT_MSE.key])
+
+
+def run_options(args: argparse.Namespace, models: Any, device: Any):
+    """The runner's options from the command line's."""
+    from .pipeline.runner import RunOptions
+    from .pipeline.sampler import SamplerOptions
+
+    seed = None if args.seed == -1 else args.seed
+    batch_chunks = args.batch_chunks or (2 if models.resolution <= 256 and device.type == "cuda" else 1)
+    face_index = args.face_index if args.face_index == "largest" else int(args.face_index)
+    return RunOptions(
+        sampler=SamplerOptions(steps=args.steps, guidance_scale=args.guidance, seed=seed, deepcache=args.deepcache,
+                               noise_device="cpu" if args.noise_on_cpu else None,
+                               posterior="mean" if args.posterior_mean else "sample", batch_chunks=batch_chunks),
+        length_policy=args.length_policy, detector=args.detector, face_index=face_index,
+        keep_silent_mouth=args.keep_silent_mouth, crf=args.crf, preset=args.preset, still_fps=args.fps,
+        overwrite=args.overwrite, models_dirs=[args.models_dir or default_models_dir()], compile=args.compile,
+        require_face=args.require_face,
+    )
+
+
+def run_one(runner: JobRunner, job: Job, label: str, models: Any, options: Any, dtype: Any) -> Outcome:
+    """Lip-sync one job; every expected failure becomes an Outcome (interrupts propagate)."""
+    from .pipeline.face_report import NoFaceError
+    from .pipeline.runner import lipsync_file
+
+    progress = Progress(not runner.args.quiet, label)
+    try:
+        report = lipsync_file(models, models.vae, job.video, job.audio, job.output, options, device=runner.device,
+                              dtype=dtype, progress=progress)
+    except NoFaceError as exc:
+        return Outcome("failed", f"{exc} (--require-face: nothing was written)", EXIT_NO_FACE)
+    except (OSError, ValueError) as exc:
+        return Outcome("failed", str(exc), EXIT_INPUT)
+    except RuntimeError as exc:
+        return Outcome("failed", str(exc), EXIT_ERROR)
+    finally:
+        progress.close()
+    runner.remember(job, report, dict(models.files))
+    return Outcome("no_face" if report.no_face else "done", report.summary(), report=report)
+
+
+def run_jobs(args: argparse.Namespace, jobs: list[Job], device: Any) -> int:
+    """Check every job, load the models once (only when a job is left to do), run them and report each."""
+    import torch
+
+    runner = JobRunner(args, jobs, device)
+    try:
+        if args.batch:
+            runner.open_manifest()
+    except UsageError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    if not jobs:
+        log.warning("no jobs found in %s", args.batch)
+    todo, failed = [], 0
+    for job in jobs:
+        outcome = runner.triage(job)
+        if outcome is None:
+            todo.append(job)
+            continue
+        runner.record(job, outcome)
+        failed += outcome.status == "failed"
+        if not args.batch and outcome.status == "failed":
+            return outcome.exit_code
+    if not todo:
+        return finish(runner, failed)
+    if args.output_dir:
+        os.makedirs(args.output_dir, exist_ok=True)
+    from .cli import DEMO_IMAGE
+
+    if not args.batch and jobs[0].video == str(DEMO_IMAGE):
+        log.info("No inputs given: running the demo (%s + %s) -> %s", Path(jobs[0].video).name,
+                 Path(jobs[0].audio).name, jobs[0].output)
+
+    from .model_files import ModelFilesMissing
+
+    try:
+        models = load_everything(args, device, runner.dtype)
+    except ModelFilesMissing as exc:
+        log.error("%s", exc)
+        return EXIT_MODELS
+    except (OSError, ValueError) as exc:
+        log.error("could not load the models: %s", exc)
+        return EXIT_MODELS
+    except ImportError as exc:
+        log.error("%s", exc)
+        return EXIT_ERROR
+    options = run_options(args, models, device)
+    if args.compile:  # one compiled wrapper for every job of a batch
+        from .pipeline.compiled import maybe_compile
+
+        models.unet = maybe_compile(models.unet, True, device=device, frames=options.sampler.chunk_frames,
+                                    fixed_batch=options.sampler.batch_chunks)
+    for n, job in enumerate(todo, 1):
+        label = f"[{n}/{len(todo)}] {Path(job.video).name}"
+        try:
+            outcome = run_one(runner, job, label, models, options, runner.dtype)
+        except KeyboardInterrupt as exc:
+            log.error("interrupted%s", f" ({exc})" if str(exc) else "")
+            return getattr(exc, "exit_code", EXIT_INTERRUPTED)
+        runner.record(job, outcome)
+        failed += outcome.status == "failed"
+        if not args.batch and outcome.status == "failed":
+            return outcome.exit_code
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return finish(runner, failed)
+
+
+def finish(runner: JobRunner, failed: int) -> int:
+    """The batch's closing line and the exit code."""
+    jobs = runner.jobs
+    if runner.manifest is not None:
+        counts = ", ".join(f"{n} {status}" for status, n in runner.manifest.counts().items() if n)
+        say(f"batch: {len(jobs)} job(s): {counts or 'none'}; manifest {runner.manifest.path}")
+    if failed:
+        log.error("%d of %d jobs failed", failed, len(jobs))
+        return EXIT_BATCH if runner.args.batch else EXIT_ERROR
+    if jobs and runner.args.batch and all(e.status in ("exists", "cached") for e in runner.manifest.entries):
+        log.info("nothing to do: every output exists (pass --overwrite to redo them)")
+    return EXIT_OK
