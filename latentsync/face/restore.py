@@ -14,16 +14,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .align import (
+from .align import crop_size
+from .warp import (
     WARP_FILL,
-    validate_matrices,
     bilinear_sample,
-    crop_size,
     gather_windows,
     invert_affine,
     roi_extent,
     sample_positions,
     unit_sampling_matrix,
+    validate_matrices,
 )
 from .resize import bicubic_antialias, reflect_indices
 
