@@ -1,22 +1,41 @@
-"""Input checks shared by the nodes; each returns an error message naming the input, or None."""
+"""Input checks shared by the nodes; each returns an error message naming the input, or None.
+
+Numbers go through the library's ranges (``latentsync.option_checks``), so NaN and infinities, which ComfyUI's
+own min/max check lets through (``nan < min`` is False), are refused, and so are out-of-range values where a
+node's ``VALIDATE_INPUTS`` takes the input (ComfyUI then skips its own range check).
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Optional
 
 
 def fps_problem(fps: Any, name: str = "fps") -> Optional[str]:
-    """Message when ``fps`` is not a positive finite number (None = linked, checked at run time)."""
-    if fps is None:
-        return None
-    try:
-        value = float(fps)
-    except (TypeError, ValueError):
-        return f"{name} must be a number, got {fps!r}."
-    if not math.isfinite(value) or value <= 0:
-        return f"{name} must be > 0 (got {fps}); connect the video's frame rate (e.g. the fps output of the video loader)."
+    """Message when ``fps`` is not a finite frame rate within 0.01..240 (None = linked, checked at run time)."""
+    from ..latentsync.option_checks import number_problem
+
+    problem = number_problem(fps, "fps", name)
+    if problem:
+        return problem + "; connect the video's frame rate (e.g. the fps output of the video loader)."
     return None
+
+
+def numbers_problem(**values: Any) -> Optional[str]:
+    """The first message for ``name=value`` pairs checked against the ranges of the same name (None values pass)."""
+    from ..latentsync.option_checks import number_problem
+
+    for name, value in values.items():
+        problem = number_problem(value, name)
+        if problem:
+            return problem
+    return None
+
+
+def require_numbers(**values: Any) -> None:
+    """Raise ValueError with :func:`numbers_problem`'s message (run-time check, also for linked inputs)."""
+    problem = numbers_problem(**values)
+    if problem:
+        raise ValueError(problem)
 
 
 def image_batch_problem(images: Any, name: str = "images") -> Optional[str]:

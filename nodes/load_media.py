@@ -15,29 +15,29 @@ from . import paths
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".gif")
+STILL_FPS = 25.0
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".aiff", ".aif")
 
 
-def _file_state(path: str) -> str:
-    """Cheap change marker for caching (modification time and size, not a hash of a large video)."""
+def _file_state(name: str, path: str, what: str) -> str:
+    """Cheap change marker for caching (modification time and size, not a hash of a large video); a refused path
+    gets a constant marker, so nothing is looked at outside the allowed folders."""
+    from .access import AccessError
+
     try:
-        st = os.stat(path)
+        full = paths.resolve_input(name, path, what)
+        st = os.stat(full)
+    except AccessError:
+        return f"refused:{what}"
     except OSError:
-        return f"missing:{path}"
-    return f"{path}:{st.st_mtime_ns}:{st.st_size}"
+        return f"missing:{what}"
+    return f"{full}:{st.st_mtime_ns}:{st.st_size}"
 
 
 def _choice_or_path_problem(name: str, path: str, what: str) -> "str | None":
-    import folder_paths
+    from . import access
 
-    if path and path.strip():
-        full = paths.resolve_input(name, path)
-        return None if os.path.isfile(full) else f"{what} path not found: {full}"
-    if not name:
-        return f"No {what} chosen: upload one or give a path."
-    if not folder_paths.exists_annotated_filepath(name):
-        return f"{what} file not found in the input folder: {name}"
-    return None
+    return access.problem(name, path, what)
 
 
 def silent_audio(seconds: float, rate: int = 16000) -> dict:
@@ -52,7 +52,9 @@ class LatentSyncLoadVideo:
     CATEGORY = "LatentSync"
     DESCRIPTION = (
         "Loads a video from ComfyUI's input folder (upload button) or from a path: frames as IMAGE (upright, "
-        "rotation applied), its audio track as AUDIO (silence if it has none), fps and frame count. All frames "
+        "rotation applied; a still image gives one frame), its audio track as AUDIO (silence if it has none), fps "
+        "and frame count. Paths must lie in ComfyUI's input, output or temp folder or a folder listed in "
+        "LATENTSYNC_ALLOWED_DIRS. All frames "
         "are held in memory as float32 (about 25 MB per 1080p frame): use frame_load_cap for long clips, or "
         "LatentSync Video File, which streams."
     )
@@ -81,13 +83,15 @@ class LatentSyncLoadVideo:
             },
             "optional": {
                 "path": ("STRING", {"default": "", "tooltip": "A video file path; when set it is used instead of "
-                                                              "the input-folder file."}),
+                                                              "the input-folder file. It must lie in ComfyUI's "
+                                                              "input, output or temp folder, or in a folder the "
+                                                              "server's owner lists in LATENTSYNC_ALLOWED_DIRS."}),
             },
         }
 
     @classmethod
     def IS_CHANGED(cls, video, frame_load_cap=0, skip_first_frames=0, path=""):
-        return _file_state(paths.resolve_input(video, path)) + f":{frame_load_cap}:{skip_first_frames}"
+        return _file_state(video, path, "video") + f":{frame_load_cap}:{skip_first_frames}"
 
     @classmethod
     def VALIDATE_INPUTS(cls, video, path=""):
@@ -97,16 +101,24 @@ class LatentSyncLoadVideo:
         import torch
 
         from ..latentsync.audio.waveform import load_audio
-        from ..latentsync.io.video import iter_video_frames
-        from ..latentsync.io.video import probe_video
+        from ..latentsync.io.image import is_image_path, read_image
+        from ..latentsync.io.video import iter_video_frames, probe_video
+        from ..latentsync.limits import in_memory_frames_problem
         from . import comfy_compat as cc
 
-        file = paths.resolve_input(video, path)
+        file = paths.resolve_input(video, path, "video")
+        if is_image_path(file):  # a still: one upright frame, its size checked before decoding
+            still = torch.from_numpy(read_image(file)).float().div_(255.0)[None]
+            return (still, silent_audio(1 / STILL_FPS), STILL_FPS, 1)
         info = probe_video(file)
         fps = float(info.fps)
         count = None if frame_load_cap <= 0 else int(frame_load_cap)
         expected = max(0, info.num_frames - skip_first_frames)
         expected = expected if count is None else min(expected, count)
+        problem = in_memory_frames_problem(expected, info.width, info.height, file,
+                                           "Set frame_load_cap, or use LatentSync Video File, which streams.")
+        if problem:
+            raise ValueError(problem)
         progress = cc.Progress(max(1, expected))
         chunks = []
         loaded = 0
@@ -155,13 +167,15 @@ class LatentSyncLoadAudio:
             },
             "optional": {
                 "path": ("STRING", {"default": "", "tooltip": "An audio file path; when set it is used instead of "
-                                                              "the input-folder file."}),
+                                                              "the input-folder file. It must lie in ComfyUI's "
+                                                              "input, output or temp folder, or in a folder the "
+                                                              "server's owner lists in LATENTSYNC_ALLOWED_DIRS."}),
             },
         }
 
     @classmethod
     def IS_CHANGED(cls, audio, path=""):
-        return _file_state(paths.resolve_input(audio, path))
+        return _file_state(audio, path, "audio")
 
     @classmethod
     def VALIDATE_INPUTS(cls, audio, path=""):
@@ -170,7 +184,7 @@ class LatentSyncLoadAudio:
     def load(self, audio, path=""):
         from ..latentsync.audio.waveform import load_audio
 
-        wave, rate = load_audio(paths.resolve_input(audio, path))
+        wave, rate = load_audio(paths.resolve_input(audio, path, "audio"))
         return ({"waveform": wave.unsqueeze(0).contiguous(), "sample_rate": int(rate)},)
 
 

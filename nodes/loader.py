@@ -153,7 +153,7 @@ class LoadLatentSyncModel:
 
         from ..latentsync.models.unet import load_unet
         from ..latentsync.models.whisper import load_whisper_encoder
-        from ..latentsync.pipeline.models import guess_version, unet_spec
+        from ..latentsync.pipeline.models import guess_version, unet_spec, whisper_fit_problem
         from . import comfy_compat as cc
         from .types import LatentSyncModel
 
@@ -162,16 +162,19 @@ class LoadLatentSyncModel:
         device = cc.torch_device()
         compute = _compute_dtype(dtype, device)
         ops = cc.operations()
-        log.info("LatentSync: loading %s (%s, %d px, %s)", files["unet"], spec.config_name, spec.resolution, compute)
-        unet_module = load_unet(files["unet"], spec.config, device="cpu", dtype=compute, operations=ops).eval()
-        unet_patcher = cc.make_patcher(unet_module, load_device=device, offload=cc.offload_device())
-
         import comfy.model_management as mm
 
         w_device = mm.text_encoder_device()
         w_dtype = torch.float16 if torch.device(w_device).type == "cuda" else torch.float32
         w_module = load_whisper_encoder(files["whisper"], dtype=w_dtype, operations=ops).eval()
+        problem = whisper_fit_problem(w_module.dims.n_audio_state, spec.config, files["whisper"], files["unet"])
+        if problem:  # before the (large) U-Net is read
+            raise ValueError(problem)
         whisper_patcher = cc.make_patcher(w_module, load_device=w_device, offload=mm.text_encoder_offload_device())
+
+        log.info("LatentSync: loading %s (%s, %d px, %s)", files["unet"], spec.config_name, spec.resolution, compute)
+        unet_module = load_unet(files["unet"], spec.config, device="cpu", dtype=compute, operations=ops).eval()
+        unet_patcher = cc.make_patcher(unet_module, load_device=device, offload=cc.offload_device())
 
         vae_obj = _load_vae(files["vae"])
         bundle = LatentSyncModel(

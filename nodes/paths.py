@@ -130,11 +130,9 @@ def input_files(kinds: tuple[str, ...]) -> list[str]:
     return sorted(n for n in names if os.path.isfile(os.path.join(folder, n)) and n.lower().endswith(kinds))
 
 
-def resolve_input(name: str, path: str = "") -> str:
-    """A file chosen in an upload dropdown, or the explicit ``path`` when one is given (it wins)."""
-    import folder_paths
+def resolve_input(name: str, path: str = "", what: str = "file") -> str:
+    """A file chosen in an upload dropdown, or the explicit ``path`` when one is given (it wins); both must lie
+    where the nodes may read (see ``access``), else AccessError."""
+    from . import access
 
-    path = (path or "").strip().strip('"').strip("'")
-    if path:
-        return os.path.abspath(os.path.expanduser(path))
-    return folder_paths.get_annotated_filepath(name)
+    return access.resolve(name, path, what)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Optional
 
+from . import quality as presets
+from .checks import numbers_problem, require_numbers
 from .types import AUDIO_FEATURES, MODEL
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,40 @@ def encoded_from_latent(latent: dict) -> Any:
     )
 
 
+def sample_in_windows(sampler: Any, encoded: Any, windows: Any, skip: Any, callback: Any, device: Any) -> Any:
+    """``sampler.sample`` over windows of ``batch_chunks`` chunks; a window that runs out of memory is redone with
+    fewer chunks per U-Net call (same random draws), and finished windows are kept. Moved to the intermediate
+    device window by window."""
+    import torch
+
+    from ..latentsync.pipeline.oom import MemoryPlan, free_cached_memory, run_shrinking
+    from . import comfy_compat as cc
+
+    opts = sampler.options
+    plan = MemoryPlan(batch_chunks=opts.batch_chunks, vae_batch=1)
+    total = sampler.steps_total(encoded.num_frames)
+    out = []
+    start = 0
+    while start < encoded.num_frames:
+        stop = min(start + opts.chunk_frames * plan.batch_chunks, encoded.num_frames)
+        state = sampler.snapshot()
+
+        def attempt(now: Any, a: int = start, b: int = stop) -> Any:
+            opts.batch_chunks = now.batch_chunks
+            part = None if windows is None else windows[a:b]
+            return sampler.sample(encoded.slice(a, b), part, skip_chunk=skip, callback=callback, steps_total=total)
+
+        def undo(state: Any = state) -> None:
+            sampler.restore(state)
+            free_cached_memory(torch.device(device))
+            cc.soft_empty_cache()
+
+        out.append(run_shrinking(attempt, plan, where=f"frames {start}-{stop - 1}", before_retry=undo,
+                                 on_shrink=lambda line: None).to(cc.intermediate_device()))
+        start = stop
+    return torch.cat(out)
+
+
 class LatentSyncSampler:
     """Repaints the mouth latents of every frame from the audio, 16 frames at a time, as upstream."""
 
@@ -145,17 +181,26 @@ class LatentSyncSampler:
                                                                          "upstream) or its mean (deterministic)."}),
                 "compile": ("BOOLEAN", {"default": False, "tooltip": COMPILE_TOOLTIP}),
                 "batch_chunks": ("INT", {"default": 1, "min": 1, "max": 8, "tooltip": BATCH_CHUNKS_TOOLTIP}),
+                "quality": (presets.choices(), {"default": presets.CUSTOM, "tooltip": presets.TOOLTIP}),
             },
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, seed=None, steps=None, guidance=None, frame_offset=None, batch_chunks=None):
+        return numbers_problem(seed=seed, steps=steps, guidance=guidance, frame_offset=frame_offset,
+                               batch_chunks=batch_chunks) or True
+
     def sample(self, model, latent, audio_features, seed, steps, guidance, deepcache, frame_offset=0,
-               keep_silent_mouth=False, posterior="sample (upstream)", compile=False, batch_chunks=1):
+               keep_silent_mouth=False, posterior="sample (upstream)", compile=False, batch_chunks=1,
+               quality="custom"):
         from ..latentsync.audio.windows import frame_window_indices, frame_windows
         from ..latentsync.configs import VAE_SCALING_FACTOR, VAE_SHIFT_FACTOR
         from ..latentsync.pipeline.sampler import LipsyncSampler, SamplerOptions
         from . import comfy_compat as cc
         from . import types as t
 
+        require_numbers(seed=seed, steps=steps, guidance=guidance, frame_offset=frame_offset, batch_chunks=batch_chunks)
+        steps, guidance, deepcache = presets.apply(quality, steps, guidance, deepcache, model.resolution)
         encoded = encoded_from_latent(latent)
         frames = encoded.num_frames
         if frames == 0:
@@ -197,7 +242,7 @@ class LatentSyncSampler:
 
             silent = silent_frames(feats.waveform16k, needed, feats.fps)[int(frame_offset):needed]
         skip = skipped_chunks(latent.get(t.KEY_FOUND), silent, frames)
-        scaled = sampler.sample(encoded, windows, skip_chunk=skip, callback=progress.callback())
+        scaled = sample_in_windows(sampler, encoded, windows, skip, progress.callback(), device)
         samples = (scaled.float() / VAE_SCALING_FACTOR + VAE_SHIFT_FACTOR).to(cc.intermediate_device())
         out = dict(latent)
         out["samples"] = samples

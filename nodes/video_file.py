@@ -6,6 +6,8 @@ import logging
 import os
 
 from . import paths
+from . import quality as presets
+from .checks import numbers_problem, require_numbers
 from .face_align import DETECTORS, LIBRARY_DETECTOR
 from .load_media import AUDIO_SUFFIXES, VIDEO_SUFFIXES, _choice_or_path_problem, _file_state
 from .match_length import POLICIES
@@ -64,28 +66,42 @@ class LatentSyncVideoFile:
                 "crf": ("INT", {"default": 18, "min": 0, "max": 51, "tooltip": "H.264 quality (lower = better)."}),
             },
             "optional": {
-                "video_path": ("STRING", {"default": "", "tooltip": "Video/image path; overrides the upload choice."}),
-                "audio_path": ("STRING", {"default": "", "tooltip": "Audio path; overrides the upload choice."}),
+                "video_path": ("STRING", {"default": "", "tooltip": "Video/image path; overrides the upload choice. "
+                                                                 "Only inside ComfyUI's input/output/temp folders "
+                                                                 "or LATENTSYNC_ALLOWED_DIRS."}),
+                "audio_path": ("STRING", {"default": "", "tooltip": "Audio path; overrides the upload choice. Only "
+                                                                 "inside ComfyUI's input/output/temp folders or "
+                                                                 "LATENTSYNC_ALLOWED_DIRS."}),
                 "compile": ("BOOLEAN", {"default": False, "tooltip": COMPILE_TOOLTIP}),
                 "batch_chunks": ("INT", {"default": 1, "min": 1, "max": 8, "tooltip": BATCH_CHUNKS_TOOLTIP}),
+                "quality": (presets.choices(), {"default": presets.CUSTOM, "tooltip": presets.TOOLTIP}),
+                "require_face": ("BOOLEAN", {"default": False,
+                                             "tooltip": "Fail (and write nothing) when no frame has a usable face. "
+                                                        "Off: such a video is passed through unchanged, and the "
+                                                        "node's summary says NO FACE."}),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
     @classmethod
     def IS_CHANGED(cls, video, audio, video_path="", audio_path="", **_):
-        return _file_state(paths.resolve_input(video, video_path)) + _file_state(paths.resolve_input(audio, audio_path))
+        return _file_state(video, video_path, "video") + _file_state(audio, audio_path, "audio")
 
     @classmethod
-    def VALIDATE_INPUTS(cls, video, audio, video_path="", audio_path=""):
+    def VALIDATE_INPUTS(cls, video, audio, video_path="", audio_path="", seed=None, steps=None, guidance=None,
+                        crf=None, batch_chunks=None, face_index=None):
         return (_choice_or_path_problem(video, video_path, "video")
-                or _choice_or_path_problem(audio, audio_path, "audio") or True)
+                or _choice_or_path_problem(audio, audio_path, "audio")
+                or numbers_problem(seed=seed, steps=steps, guidance=guidance, crf=crf, batch_chunks=batch_chunks,
+                                   face_index=None if face_index in (None, -1) else face_index)
+                or True)
 
     def run(self, model, vae, video, audio, seed, steps, guidance, deepcache, detector, face_index, length_policy,
-            filename_prefix, crf, video_path="", audio_path="", compile=False, batch_chunks=1, prompt=None,
-            extra_pnginfo=None):
+            filename_prefix, crf, video_path="", audio_path="", compile=False, batch_chunks=1, quality="custom",
+            require_face=False, prompt=None, extra_pnginfo=None):
         import folder_paths
 
+        from ..latentsync.io.image import is_image_path
         from ..latentsync.io.video import probe_video
         from ..latentsync.pipeline.models import LipsyncModels
         from ..latentsync.pipeline.runner import RunOptions, lipsync_file
@@ -93,10 +109,13 @@ class LatentSyncVideoFile:
         from . import comfy_compat as cc
         from .vae_adapter import ComfyVAE
 
-        video_file = paths.resolve_input(video, video_path)
-        audio_file = paths.resolve_input(audio, audio_path)
+        require_numbers(seed=seed, steps=steps, guidance=guidance, crf=crf, batch_chunks=batch_chunks,
+                        face_index=None if face_index == -1 else face_index)
+        steps, guidance, deepcache = presets.apply(quality, steps, guidance, deepcache, model.resolution)
+        video_file = paths.resolve_input(video, video_path, "video")
+        audio_file = paths.resolve_input(audio, audio_path, "audio")
         width = height = 0
-        if not video_file.lower().endswith(IMAGE_SUFFIXES):
+        if not is_image_path(video_file):
             info = probe_video(video_file)
             width, height = info.width, info.height
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
@@ -113,7 +132,7 @@ class LatentSyncVideoFile:
                                    deepcache=bool(deepcache), batch_chunks=int(batch_chunks)),
             length_policy=length_policy, detector=LIBRARY_DETECTOR[detector],
             face_index="largest" if face_index < 0 else int(face_index),
-            crf=int(crf), models_dirs=list(model.models_dirs), compile=bool(compile),
+            crf=int(crf), models_dirs=list(model.models_dirs), compile=bool(compile), require_face=bool(require_face),
         )
         options.sampler.validate()
         adapter = ComfyVAE(vae, manage_memory=False)  # all three networks are loaded together below
