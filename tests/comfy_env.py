@@ -323,7 +323,11 @@ class ComfyServer:
         status, resp = self.queue(prompt)
         if status != 200 or (isinstance(resp, dict) and resp.get("node_errors")):
             raise AssertionError(f"prompt rejected ({status}): {json.dumps(resp, indent=1)[:4000]}")
-        run = Run(resp["prompt_id"])
+        return self.wait(resp["prompt_id"], timeout=timeout, on_message=on_message)
+
+    def wait(self, prompt_id: str, timeout: float = 300.0, on_message=None) -> "Run":
+        """Collect the messages of an accepted prompt until it finishes, fails or is interrupted."""
+        run = Run(prompt_id)
         deadline = time.time() + timeout
         while time.time() < deadline:
             msg = self._ws.receive(max(0.1, deadline - time.time()))

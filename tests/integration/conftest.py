@@ -84,11 +84,15 @@ def comfy(tmp_path_factory, fixtures_dir, media):
         # torch.compile hands back eager functions: inductor needs minutes per shape on a CPU (see test_speed_options).
         # One compute thread leaves a core to ComfyUI's event loop: on a 2-core machine two busy torch threads
         # starved it, so websocket messages and Cancel reached the executor seconds late (as a GPU never would).
-        server = ComfyServer(root, env={"TORCH_COMPILE_DISABLE": "1", "OMP_NUM_THREADS": "1"})
+        # LATENTSYNC_ALLOWED_DIRS: the one folder outside input/output/temp the owner lets path fields read.
+        server = ComfyServer(root, env={"TORCH_COMPILE_DISABLE": "1", "OMP_NUM_THREADS": "1",
+                                        "LATENTSYNC_ALLOWED_DIRS": str(root / "allowed")})
     except ComfyUnavailable as exc:
         if _require():
             pytest.fail(str(exc))
         pytest.skip(str(exc))
+    server.allowed_dir = root / "allowed"
+    server.allowed_dir.mkdir()
     names = tiny_models.write_all(server.models_dir, fixtures_dir)
     frames = _demo_frames(media)
     speech, rate = _demo_speech(media, SPEECH_SECONDS)
