@@ -54,6 +54,21 @@ def make_clip(path: Path, frames: int, size=(720, 1280), fps: int = 25) -> None:
             out.mux(p)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set in MB: VmHWM (counted from its own exec) where Linux has it.
+
+    ru_maxrss is not: Linux carries the parent's high-water mark across vfork + exec (how subprocess starts this
+    script), so a test process grown to 3 GB made this child report 3 GB before it had done anything."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     workdir, frames, unet, whisper, vae = Path(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:6]
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -68,13 +83,13 @@ def main() -> None:
     clip = workdir / f"long_{frames}.mp4"
     make_clip(clip, frames)
     models = load_models(unet, whisper, device="cpu", dtype=torch.float32, vae_path=vae)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = peak_rss_mb()
     t0 = time.time()
     options = RunOptions(sampler=SamplerOptions(steps=1, guidance_scale=1.0), length_policy="trim", detector="dlib",
                          preset="ultrafast")
     report = lipsync_file(models, models.vae, str(clip), str(clip.with_suffix(".wav")), str(workdir / f"out_{frames}.mp4"),
                           options, device="cpu", dtype=torch.float32)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     print(json.dumps({"frames": report.frames, "peak_rss_mb": peak, "rss_before_run_mb": before,
                       "seconds": time.time() - t0, "missing": len(report.missing_face_frames)}))
 
