@@ -54,6 +54,7 @@ class JobRunner:
 
             self.cache = JobCache(args.cache_dir or default_cache_dir())
         self.manifest: Optional[Manifest] = None
+        self._settings: Optional[dict[str, Any]] = None
         self.protected = protected_files(jobs, [("--unet file", args.unet), ("--whisper file", args.whisper),
                                                 ("--vae file", args.vae), ("batch list", self._list_file())]
                                          + [("model file", p) for p in self.model_paths().values()])
@@ -72,7 +73,12 @@ class JobRunner:
         return {name: path for name, path in found.items() if path}
 
     def settings(self) -> dict[str, Any]:
-        """Every option that changes the output (batch chunks and compiling do not)."""
+        """Every option that changes the output (batch chunks and compiling do not); worked out once."""
+        if self._settings is None:
+            self._settings = self._result_settings()
+        return self._settings
+
+    def _result_settings(self) -> dict[str, Any]:
         a = self.args
         detector = a.detector
         if detector == "auto":
