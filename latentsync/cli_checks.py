@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 from .configs import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from .option_checks import OptionError, check_number
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
 DEFAULTS = {"version": "1.6", "steps": DEFAULT_STEPS, "guidance": DEFAULT_GUIDANCE, "deepcache": False}
@@ -59,7 +63,7 @@ def _xpu_available(torch) -> bool:
     return bool(getattr(torch, "xpu", None) is not None and torch.xpu.is_available())
 
 
-def resolve_device(name: str):
+def resolve_device(name: str) -> "torch.device":
     """The torch device for ``--device``; UsageError unless it is cpu, cuda[:N], mps or xpu and present here."""
     import torch
 

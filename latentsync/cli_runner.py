@@ -178,7 +178,7 @@ class JobRunner:
                 log.warning("could not record the job in the cache %s: %s", self.cache.folder, exc)
 
 
-def load_everything(args: argparse.Namespace, device, dtype):
+def load_everything(args: argparse.Namespace, device: Any, dtype: Any) -> Any:
     """Find (or download) the model files and load them; returns the loaded models (their ``files`` and ``vae``)."""
     from . import model_files as mf
     from .pipeline.models import load_models
@@ -196,7 +196,7 @@ def load_everything(args: argparse.Namespace, device, dtype):
                        dtype=dtype, vae_path=paths[mf.VAE_FT_MSE.key])
 
 
-def run_options(args: argparse.Namespace, models: Any, device: Any):
+def run_options(args: argparse.Namespace, models: Any, device: Any) -> Any:
     """The runner's options from the command line's."""
     from .pipeline.runner import RunOptions
     from .pipeline.sampler import SamplerOptions

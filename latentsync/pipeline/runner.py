@@ -347,7 +347,7 @@ def lipsync_file(
     def skip(start: int, stop: int) -> bool:
         return not bool(apply[start:stop].any())
 
-    def process(a: int, b: int, source_frames: np.ndarray, plan_now: MemoryPlan):
+    def process(a: int, b: int, source_frames: np.ndarray, plan_now: MemoryPlan) -> tuple:
         """One window on the device: align, generate, composite; returns the frames on the host (pinned when on
         CUDA, the copy still in flight) and the event that marks the copy done."""
         sampler_options.batch_chunks = plan_now.batch_chunks
@@ -371,7 +371,7 @@ def lipsync_file(
             done.record()
             return host, done
 
-    def process_fitting(a: int, b: int, source_frames: np.ndarray):
+    def process_fitting(a: int, b: int, source_frames: np.ndarray) -> tuple:
         """``process``, redone with less work per call after running out of memory (same random draws)."""
         state = sampler.snapshot()
 
