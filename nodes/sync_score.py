@@ -153,7 +153,8 @@ class LatentSyncSyncScore:
         "eval_sync_conf.py: the video is taken at 25 fps, S3FD finds and tracks the faces (cuts split tracks), "
         "each face track is cropped to 224 px and compared with the audio's MFCC by SyncNet v2 at offsets of "
         "+-15 frames. confidence (LSE-C, higher is better; upstream keeps training clips from 3 up), distance "
-        "(LSE-D, lower is better) and offset (frames; positive = the audio comes late) are averaged over tracks. "
+        "(LSE-D, lower is better) and offset (frames; positive = the audio is early, delay it by that much) are "
+        "averaged over tracks. "
         "Works on full frames, on Face Align Crop's aligned faces (upstream scores its aligned data the same way) "
         "or, with detect_faces off, on frames that already are face crops. A clip that cannot be scored (too "
         "short, no face, silent audio) gives NaN scores and a 'not scorable: ...' report instead of an error."
@@ -164,7 +165,8 @@ class LatentSyncSyncScore:
     OUTPUT_TOOLTIPS = (
         "SyncNet confidence (LSE-C): median minus minimum of the mean distance over offsets; NaN when not scorable.",
         "SyncNet distance (LSE-D): the minimum mean distance; NaN when not scorable.",
-        "Audio-video offset in frames at 25 fps (positive: the audio comes late); 0 when not scorable.",
+        "Audio-video offset in frames at 25 fps (positive: the audio is early; LatentSync Fix Audio Offset delays it "
+        "by that much); 0 when not scorable.",
         "Per-window confidence over time (the dashed line is 3, upstream's data filter), with the report on top.",
         "One line: the scores, the number of face tracks and the length, or why the clip is not scorable.",
     )

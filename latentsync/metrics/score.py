@@ -90,6 +90,35 @@ class SyncScore:
         order = np.argsort(t, kind="stable")
         return t[order], v[order].astype(np.float64)
 
+    def per_second(self) -> list[dict]:
+        """The curve in one-second bins: ``{"second": s, "confidence": mean or None, "windows": n}`` for every
+        second of the clip (None where no window is centred in it)."""
+        times, values = self.curve
+        seconds = max(1, math.ceil(self.num_frames / FPS))
+        out = []
+        for s in range(seconds):
+            inside = values[(times >= s) & (times < s + 1)]
+            out.append({"second": s, "confidence": float(inside.mean()) if inside.size else None,
+                        "windows": int(inside.size)})
+        return out
+
+    def as_dict(self) -> dict:
+        """JSON-ready summary: scores (None when not scorable), reason, tracks used, per-second curve."""
+        def number(x: float) -> Optional[float]:
+            return float(x) if math.isfinite(x) else None
+
+        return {
+            "scorable": self.scorable, "reason": self.reason or None, "report": self.report(),
+            "confidence": number(self.confidence), "distance": number(self.distance),
+            "offset": int(self.offset), "frames_25fps": int(self.num_frames), "source_fps": float(self.source_fps),
+            "faces_found": int(self.faces_found),
+            "tracks": [{"first_frame": ts.track.start, "last_frame": int(ts.track.frames[-1]),
+                        "box_median": [round(float(v), 1) for v in np.median(ts.track.boxes, axis=0)],
+                        "confidence": float(ts.result.confidence), "distance": float(ts.result.distance),
+                        "offset": int(ts.result.offset)} for ts in self.tracks],
+            "per_second": self.per_second() if self.scorable else [],
+        }
+
     def report(self) -> str:
         """One line for people: the scores, or why there are none."""
         if not self.scorable:
@@ -145,6 +174,11 @@ def _check_inputs(frames: torch.Tensor, wav16k: torch.Tensor) -> None:
         raise ValueError("audio must be a 1-D 16 kHz mono waveform tensor; convert it with to_16k_mono first.")
 
 
+def clip_problem(num_frames: int, wav16k: torch.Tensor, vshift: int = VSHIFT) -> Optional[str]:
+    """Why a clip of ``num_frames`` (25 fps) and this audio cannot be scored (too short, silent), else None."""
+    return _length_problem(num_frames, int(wav16k.shape[-1]), vshift) or silence_problem(wav16k)
+
+
 def _length_problem(num_frames: int, num_samples: int, vshift: int) -> Optional[str]:
     need = min_frames(vshift)
     usable = min(num_frames, num_samples // SAMPLES_PER_FRAME)
@@ -195,6 +229,9 @@ def score_frames(frames: torch.Tensor, wav16k: torch.Tensor, models: SyncModels,
     device = next((models.s3fd if models.s3fd is not None else models.syncnet).parameters()).device
     if detections is not None and len(detections) != count:
         raise ValueError(f"score_frames: {len(detections)} detection lists for {count} frames (25 fps).")
+    problem = clip_problem(count, wav16k, options.vshift)
+    if problem:
+        return unscorable(problem, num_frames=count, source_fps=source_fps)
     if detections is None and not faces.frames_fit(*frame_hw, options.detect_scale):
         return unscorable(f"the frames ({frame_hw[1]}x{frame_hw[0]}) are too small for the S3FD face detector at "
                           f"scale {options.detect_scale:g} (about 112 px a side at least); turn face detection off "
@@ -252,6 +289,9 @@ def score_crops(crops: torch.Tensor, wav16k: torch.Tensor, syncnet: SyncNetV2,
     index = np.arange(crops.shape[0]) if index is None else np.asarray(index)
     count = len(index)
     device = next(syncnet.parameters()).device
+    problem = clip_problem(count, wav16k, options.vshift)
+    if problem:
+        return unscorable(problem, num_frames=count, source_fps=source_fps)
 
     def source(start: int, stop: int) -> torch.Tensor:
         batch = as_uint8(crops[torch.as_tensor(index[start:stop], dtype=torch.long)]).to(device)
@@ -283,10 +323,7 @@ def score_clip(frames: torch.Tensor, wav16k: torch.Tensor, fps: float | Fraction
         raise ValueError(f"fps must be a positive number, got {fps!r}; connect the video's frame rate.")
     index = frames_at_25fps(int(frames.shape[0]), fps)
     info = dict(num_frames=len(index), source_fps=fps_value)
-    problem = _length_problem(len(index), int(wav16k.shape[0]), options.vshift)
-    if problem:
-        return unscorable(problem, **info)
-    problem = silence_problem(wav16k)
+    problem = clip_problem(len(index), wav16k, options.vshift)
     if problem:
         return unscorable(problem, **info)
     if detect:

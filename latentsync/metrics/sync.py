@@ -5,7 +5,8 @@ drops the last complete window) pair lips of frames ``i .. i+4`` with MFCC rows 
 embedding is compared with the audio embeddings ``vshift`` windows either side (zero vectors past the ends,
 ``pairwise_distance`` with its 1e-6) and the distances are averaged over windows per offset. The minimum is
 the distance (LSE-D), ``median - minimum`` the confidence (LSE-C), ``vshift - argmin`` the offset in frames
-(positive: the audio comes late). Per window: the distance at the best offset, and upstream's framewise
+(positive: the sound comes before the lips, i.e. the audio is early; upstream's preprocessing then delays the
+audio by that many frames). Per window: the distance at the best offset, and upstream's framewise
 confidence ``medfilt(median - distance, 9)``.
 """
 
@@ -43,7 +44,7 @@ def min_frames(vshift: int = VSHIFT) -> int:
 class SyncResult:
     """Scores of one face track (frame numbers at 25 fps)."""
 
-    offset: int  # AV offset in frames (positive: audio late)
+    offset: int  # AV offset in frames (positive: the audio is early; delay it by this many frames)
     distance: float  # minimum mean distance over offsets (LSE-D)
     confidence: float  # median - minimum (LSE-C)
     offset_distances: torch.Tensor  # (2*vshift+1,) mean distance per offset, offset +vshift first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 from pathlib import Path
@@ -90,6 +91,36 @@ def test_no_face(demo_frames, speech, syncnet, blind_s3fd):
     score = score_clip(demo_frames, speech, 25, SyncModels(syncnet, blind_s3fd), SyncOptions(min_track=20))
     assert_not_scorable(score, "no face track", "0 of 60 frames", "more than 20")
     assert score.num_frames == 60 and score.faces_found == 0
+
+
+def test_every_entry_point_says_not_scorable(demo_frames, speech, syncnet, blind_s3fd):
+    """score_frames and score_crops, called directly, give the same not-scorable results as score_clip."""
+    from latentsync.metrics.score import score_crops, score_frames
+
+    models = SyncModels(syncnet, blind_s3fd)
+    silent = torch.zeros(60 * 640)
+    assert_not_scorable(score_frames(demo_frames, silent, models), "silent")
+    assert_not_scorable(score_crops(demo_frames, silent, syncnet), "silent")
+    assert_not_scorable(score_frames(demo_frames[:10], speech, models), "too short", "10 frames")
+    assert_not_scorable(score_crops(demo_frames[:10], speech, syncnet), "too short", "10 frames")
+    short = score_crops(demo_frames, speech[:10 * 640], syncnet)
+    assert_not_scorable(short, "too short", "audio")
+    record = short.as_dict()
+    assert record["scorable"] is False and record["confidence"] is None and record["distance"] is None
+    assert record["report"].startswith("not scorable: the clip is too short") and record["per_second"] == []
+    json.dumps(record)
+
+
+def test_result_record_and_per_second_curve(demo_frames, speech, syncnet):
+    score = score_clip(demo_frames, speech, 25, SyncModels(syncnet), detect=False)
+    record = json.loads(json.dumps(score.as_dict()))
+    assert record["scorable"] and record["confidence"] == pytest.approx(score.confidence)
+    assert record["offset"] == score.offset and len(record["tracks"]) == 1
+    seconds = record["per_second"]
+    assert [s["second"] for s in seconds] == [0, 1, 2]  # 60 frames = 2.4 s
+    assert sum(s["windows"] for s in seconds) == 55
+    times, values = score.curve
+    assert seconds[0]["confidence"] == pytest.approx(float(values[times < 1].mean()))
 
 
 def test_frames_too_small_for_the_detector(demo_frames, speech, syncnet, blind_s3fd):
