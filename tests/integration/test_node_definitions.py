@@ -64,11 +64,11 @@ def test_import_is_light_and_registers_frozen_ids():
 
 
 def test_workflows_come_in_ui_and_api_pairs():
-    folder = PACK_ROOT / "workflows"
-    apis = sorted(p for p in folder.glob("*_api.json"))
+    apis = sorted(p for p in (PACK_ROOT / "workflows_api").glob("*_api.json"))
     assert len(apis) >= 3
+    assert sorted(p.name for p in (PACK_ROOT / "workflows_api").iterdir()) == [p.name for p in apis]
     for api_path in apis:
-        ui_path = api_path.with_name(api_path.name.replace("_api.json", ".json"))
+        ui_path = PACK_ROOT / "example_workflows" / api_path.name.replace("_api.json", ".json")
         assert ui_path.is_file(), f"{api_path.name} has no UI twin"
         api = json.loads(api_path.read_text())
         ui = json.loads(ui_path.read_text())

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
-WORKFLOWS = PACK_ROOT / "workflows"
+WORKFLOWS = PACK_ROOT / "workflows_api"  # API-format twins of example_workflows/ (ComfyUI serves only the latter)
+UI_WORKFLOWS = PACK_ROOT / "example_workflows"  # what the editor lists as templates
 
 # Test clip: demo1's face region (the parity fixtures' crop), downscaled, 12 frames at 25 fps.
 CROP = (480, 352, 448)  # y0, x0, size at full resolution
@@ -28,6 +29,15 @@ NO_FACE_NAME = "ls_test_no_face.png"
 
 def load_api(name: str) -> dict:
     return json.loads((WORKFLOWS / name).read_text())
+
+
+def load_ui(name: str) -> dict:
+    return json.loads((UI_WORKFLOWS / name).read_text())
+
+
+def ui_names() -> list[str]:
+    """Stems of the UI workflows shipped as templates."""
+    return sorted(p.stem for p in UI_WORKFLOWS.glob("*.json"))
 
 
 def nodes_of(prompt: dict, class_type: str) -> list[str]:
