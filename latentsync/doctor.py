@@ -263,6 +263,24 @@ def check_models(diag: Diagnosis, root: str, origin: str, hashing: bool, blocker
             diag.problems.append(f"not enough free space in {probe} for the downloads ({mf.human_size(need)} needed)")
 
 
+def check_metric_files(diag: Diagnosis, root: str, hashing: bool) -> None:
+    """The sync-score and evaluation files (optional: only ``latentsync score``/``eval``, the Sync Score node and
+    ``--face-index speaker`` need them; downloaded on first use)."""
+    from .metrics import files as metric_files
+
+    sec = diag.section("Sync metrics files (optional)")
+    for spec in metric_files.ALL_FILES:
+        path = spec.find(root)
+        if path is not None:
+            st, text = _file_line(path, hashing, spec.sha256, spec.size)
+            sec.add(st, f"{spec.note}: {text}")
+        else:
+            when = ("used by latentsync eval when present" if spec is metric_files.STABLE_SYNCNET
+                    else "downloaded when a sync score first needs it")
+            sec.add(INFO, f"{spec.note}: not at {spec.dest(root)} (official file: {spec.url}, about "
+                          f"{mf.human_size(spec.expected_bytes)}; {when})")
+
+
 def _default_version() -> str:
     from .cli import DEFAULT_VERSION
 
@@ -298,6 +316,7 @@ def diagnose(models_dir: Optional[str] = None, *, hashing: bool = True, network:
     if importlib.util.find_spec("torch") is not None:
         check_detectors(diag, [root], hashing)
     check_models(diag, root, origin, hashing, blocker)
+    check_metric_files(diag, root, hashing)
     check_comfyui(diag, root)
     return diag
 

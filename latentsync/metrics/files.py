@@ -14,11 +14,31 @@ from ..model_files import ModelFile
 AUXILIARY = "latentsync/auxiliary"
 
 SYNCNET_V2 = ModelFile("syncnet-v2", "ByteDance/LatentSync-1.5", "auxiliary/syncnet_v2.model", AUXILIARY,
-                       note="SyncNet v2 (sync confidence, about 55 MB)")
+                       note="SyncNet v2 (sync confidence)", approx_bytes=54_000_000)
 S3FD_FACE = ModelFile("s3fd-face", "ByteDance/LatentSync-1.5", "auxiliary/sfd_face.pth", AUXILIARY,
-                      note="S3FD face detector for the sync score (about 90 MB)")
+                      note="S3FD face detector for the sync score", approx_bytes=90_000_000)
 STABLE_SYNCNET = ModelFile("stable-syncnet", "ByteDance/LatentSync-1.6", "stable_syncnet.pt", AUXILIARY,
-                           note="StableSyncNet (LatentSync's SyncNet, accuracy evaluation, about 1.6 GB)")
+                           note="StableSyncNet (LatentSync's SyncNet, SyncNet accuracy in latentsync eval)", approx_bytes=1_600_000_000)
 
 SYNC_SCORE_FILES = (SYNCNET_V2, S3FD_FACE)
 ALL_FILES = (SYNCNET_V2, S3FD_FACE, STABLE_SYNCNET)
+
+
+def find_or_fetch(specs, models_root: str, *, allow_download: bool) -> dict[str, str]:
+    """{key: path} of the metric files under ``models_root`` (downloaded when allowed); ModelFilesMissing names
+    every file still missing, where to put it and where it comes from."""
+    from ..model_files import ensure_files
+
+    return ensure_files(list(specs), models_root, allow_download=allow_download)
+
+
+def load_sync_models(models_root: str, *, device="cpu", allow_download: bool = True, detector: bool = True):
+    """SyncNet v2 (and S3FD unless ``detector`` is off) from ``models_root`` -> :class:`score.SyncModels`."""
+    from .s3fd import load_s3fd
+    from .score import SyncModels
+    from .syncnet_v2 import load_syncnet_v2
+
+    specs = SYNC_SCORE_FILES if detector else (SYNCNET_V2,)
+    paths = find_or_fetch(specs, models_root, allow_download=allow_download)
+    s3fd = load_s3fd(paths[S3FD_FACE.key], device=device) if detector else None
+    return SyncModels(load_syncnet_v2(paths[SYNCNET_V2.key], device=device), s3fd)

@@ -1,0 +1,126 @@
+"""``latentsync score`` and ``latentsync eval``: argument parsing and printing over :mod:`.media` and
+:mod:`.evaluate` (the command line only registers them)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from ..exit_codes import EXIT_INPUT, EXIT_MODELS, EXIT_OK, EXIT_USAGE
+
+log = logging.getLogger("latentsync")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    from ..locations import default_models_dir
+
+    p.add_argument("--models-dir", help=f"models root (default here: {default_models_dir()}); the metric files live "
+                   "in latentsync/auxiliary/ under it")
+    p.add_argument("--no-download", action="store_true", help="never download missing model files")
+    p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1 ... "
+                   "(default %(default)s)")
+    p.add_argument("--min-track", type=int, default=50, help="a face track needs more than this many detections "
+                   "in one shot (upstream: 50, i.e. clips over 2 s); lower it for short clips (default %(default)s)")
+
+
+def score_parser(prog: str = "latentsync score") -> argparse.ArgumentParser:
+    """Options of ``latentsync score``."""
+    p = argparse.ArgumentParser(prog=prog, description="SyncNet sync score of a video, as upstream LatentSync's "
+                                "eval_sync_conf.py: confidence (LSE-C), minimum distance (LSE-D), audio offset, a "
+                                "per-second curve and the face tracks used. Needs SyncNet v2 and S3FD "
+                                "(auxiliary/syncnet_v2.model, auxiliary/sfd_face.pth; downloaded on first use).")
+    p.add_argument("video", help="the video to score")
+    p.add_argument("--audio", "-a", help="audio to compare with (default: the video's own audio track)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--curve", help="also write the per-window curve as a PNG picture to this path")
+    _common(p)
+    return p
+
+
+def _setup(args: argparse.Namespace) -> Any:
+    """The device for ``--device``; raises UsageError."""
+    from ..cli_checks import resolve_device
+
+    if args.min_track < 5:
+        from ..cli_checks import UsageError
+
+        raise UsageError(f"--min-track {args.min_track}: use 5 or more")
+    return resolve_device(args.device)
+
+
+def score_table(name: str, record: dict) -> str:
+    """The ``latentsync score`` table of one JSON record."""
+    rows = [("video", name)]
+    if not record["scorable"]:
+        rows.append(("result", record["report"]))
+    else:
+        rows += [("confidence", f"{record['confidence']:.3f}  (LSE-C, higher is better)"),
+                 ("distance", f"{record['distance']:.3f}  (LSE-D, minimum over offsets, lower is better)"),
+                 ("offset", f"{record['offset']:+d} frames at 25 fps (positive: the audio is early)")]
+    rows.append(("frames", f"{record['frames_25fps']} at 25 fps (source {record['source_fps']:g} fps), "
+                           f"a face in {record['faces_found']}"))
+    for n, t in enumerate(record["tracks"]):
+        rows.append((f"face track {n}", f"frames {t['first_frame']}-{t['last_frame']}, box {t['box_median']}, "
+                                        f"confidence {t['confidence']:.3f}, offset {t['offset']:+d}"))
+    if record["per_second"]:
+        curve = "  ".join(f"{s['second']}s:{'-' if s['confidence'] is None else format(s['confidence'], '.2f')}"
+                          for s in record["per_second"])
+        rows.append(("per second", curve))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def score_main(argv: Optional[Sequence[str]] = None, prog: str = "latentsync score") -> int:
+    """Run ``latentsync score``; returns the exit code (not scorable is a result: 0)."""
+    from ..cli_checks import UsageError
+    from ..locations import default_models_dir
+    from ..model_files import ModelFilesMissing
+    from . import files
+    from .media import read_clip
+    from .score import SyncOptions, score_clip
+
+    from ..cli import cli_logging
+
+    args = score_parser(prog).parse_args(argv)
+    with cli_logging(args.json):
+        try:
+            device = _setup(args)
+        except UsageError as exc:
+            log.error("%s", exc)
+            return EXIT_USAGE
+        for label, path in (("video", args.video), ("--audio", args.audio)):
+            if path is not None and not Path(path).is_file():
+                log.error("%s %s: no such file", label, path)
+                return EXIT_USAGE
+        try:
+            models = files.load_sync_models(args.models_dir or default_models_dir(), device=device,
+                                            allow_download=not args.no_download)
+        except ModelFilesMissing as exc:
+            log.error("%s", exc)
+            return EXIT_MODELS
+        except (OSError, ValueError) as exc:
+            log.error("could not load the sync models: %s", exc)
+            return EXIT_MODELS
+        try:
+            clip = read_clip(args.video, args.audio)
+        except (OSError, ValueError) as exc:
+            log.error("%s", exc)
+            return EXIT_INPUT
+        result = score_clip(clip.frames, clip.wav16k, clip.fps, models, SyncOptions(min_track=args.min_track))
+        record = {"video": args.video, "audio": args.audio or args.video, **result.as_dict()}
+        if args.curve:
+            from PIL import Image
+
+            from .plot import draw_curve
+
+            times, values = result.curve
+            Image.fromarray(draw_curve(times, values, title=result.report(),
+                                       duration=result.num_frames / 25.0)).save(args.curve)
+        if args.json:
+            print(json.dumps(record, indent=2))
+        else:
+            print(score_table(Path(args.video).name, record))
+        return EXIT_OK
