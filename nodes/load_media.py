@@ -40,6 +40,23 @@ def _choice_or_path_problem(name: str, path: str, what: str) -> "str | None":
     return access.problem(name, path, what)
 
 
+def _path_problem(path: str, what: str) -> "str | None":
+    """The path field's own check, for ``VALIDATE_INPUTS`` (an empty path: the dropdown is used, which ComfyUI checks
+    against ``paths.InputChoices``). Taking only ``path`` there keeps each message once, on the input it is about."""
+    if not (path or "").strip().strip('"').strip("'"):
+        return None
+    return _choice_or_path_problem("", path, what)
+
+
+def _require_file(name: str, path: str, what: str) -> None:
+    """At run time: the same message as validation would give (e.g. nothing chosen, or the file has gone)."""
+    from .access import AccessError
+
+    problem = _choice_or_path_problem(name, path, what)
+    if problem:
+        raise AccessError(problem)
+
+
 def silent_audio(seconds: float, rate: int = 16000) -> dict:
     import torch
 
@@ -72,7 +89,7 @@ class LatentSyncLoadVideo:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "video": (paths.input_files(VIDEO_SUFFIXES), {
+                "video": (paths.input_files(VIDEO_SUFFIXES, "video"), {
                     "video_upload": True,
                     "tooltip": "A video in ComfyUI's input folder (use the upload button to add one).",
                 }),
@@ -94,8 +111,8 @@ class LatentSyncLoadVideo:
         return _file_state(video, path, "video") + f":{frame_load_cap}:{skip_first_frames}"
 
     @classmethod
-    def VALIDATE_INPUTS(cls, video, path=""):
-        return _choice_or_path_problem(video, path, "video") or True
+    def VALIDATE_INPUTS(cls, path=""):
+        return _path_problem(path, "video") or True
 
     def load(self, video, frame_load_cap, skip_first_frames, path=""):
         import torch
@@ -106,6 +123,7 @@ class LatentSyncLoadVideo:
         from ..latentsync.limits import in_memory_frames_problem
         from . import comfy_compat as cc
 
+        _require_file(video, path, "video")
         file = paths.resolve_input(video, path, "video")
         if is_image_path(file):  # a still: one upright frame, its size checked before decoding
             still = torch.from_numpy(read_image(file)).float().div_(255.0)[None]
@@ -160,7 +178,7 @@ class LatentSyncLoadAudio:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "audio": (paths.input_files(AUDIO_SUFFIXES + VIDEO_SUFFIXES), {
+                "audio": (paths.input_files(AUDIO_SUFFIXES + VIDEO_SUFFIXES, "audio"), {
                     "tooltip": "An audio (or video) file in ComfyUI's input folder (copy it there, upload it with the "
                                "core Load Audio node, or give a path below).",
                 }),
@@ -178,12 +196,13 @@ class LatentSyncLoadAudio:
         return _file_state(audio, path, "audio")
 
     @classmethod
-    def VALIDATE_INPUTS(cls, audio, path=""):
-        return _choice_or_path_problem(audio, path, "audio") or True
+    def VALIDATE_INPUTS(cls, path=""):
+        return _path_problem(path, "audio") or True
 
     def load(self, audio, path=""):
         from ..latentsync.audio.waveform import load_audio
 
+        _require_file(audio, path, "audio")
         wave, rate = load_audio(paths.resolve_input(audio, path, "audio"))
         return ({"waveform": wave.unsqueeze(0).contiguous(), "sample_rate": int(rate)},)
 

@@ -140,13 +140,10 @@ class LoadLatentSyncModel:
             }
         }
 
-    @classmethod
-    def VALIDATE_INPUTS(cls, unet, whisper, vae, download):
-        try:
-            _resolve_files(unet, whisper, vae, allow_download=bool(download), check_only=True)
-        except FileNotFoundError as exc:  # ModelFilesMissing is one
-            return str(exc)
-        return True
+    # No VALIDATE_INPUTS: ComfyUI checks each dropdown against its list (official names and files on disk), one
+    # message on that input. Whether a missing official file can be downloaded depends on two inputs (the file and
+    # `download`), and ComfyUI repeats a VALIDATE_INPUTS message on every input the function takes, so that check
+    # runs first thing in `load` (one message, on this node); the editor's missing-models dialog warns on opening.
 
     def load(self, unet, whisper, vae, version, dtype, download):
         import torch

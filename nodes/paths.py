@@ -118,16 +118,45 @@ def official_spec(kind: str, name: str) -> Any:
     return None
 
 
-def input_files(kinds: tuple[str, ...]) -> list[str]:
+class InputChoices(list):
+    """An upload dropdown's files, listed as core lists them, whose membership is "a file these nodes may read".
+
+    ComfyUI checks a dropdown value with ``value in choices`` unless the node's ``VALIDATE_INPUTS`` takes the input,
+    and it reports a failed ``VALIDATE_INPUTS`` once per input that function takes. So the file nodes leave their
+    dropdowns to this check (one message, on the dropdown) and validate only their path field themselves (one
+    message, on the path). Members beyond the listed names: a name in a subfolder of the input folder or annotated
+    ``[output]`` / ``[temp]`` that names an existing file there (``..`` and absolute names never), and the empty value
+    (nothing chosen: the path field may name the file; otherwise the node says so when it runs).
+    """
+
+    what = "file"
+
+    def __contains__(self, name: object) -> bool:
+        if list.__contains__(self, name) or name == "":
+            return True
+        if not isinstance(name, str):
+            return False
+        from . import access
+
+        try:
+            return os.path.isfile(access.choice_path(name, self.what))
+        except access.AccessError:
+            return False
+
+
+def input_files(kinds: tuple[str, ...], what: str = "file") -> InputChoices:
     """Files in ComfyUI's input folder whose extension is one of ``kinds`` (for upload dropdowns)."""
     import folder_paths
 
+    choices = InputChoices()
+    choices.what = what
     folder = folder_paths.get_input_directory()
     try:
         names = os.listdir(folder)
     except OSError:
-        return []
-    return sorted(n for n in names if os.path.isfile(os.path.join(folder, n)) and n.lower().endswith(kinds))
+        return choices
+    choices.extend(sorted(n for n in names if os.path.isfile(os.path.join(folder, n)) and n.lower().endswith(kinds)))
+    return choices
 
 
 def resolve_input(name: str, path: str = "", what: str = "file") -> str:

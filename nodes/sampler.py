@@ -186,9 +186,8 @@ class LatentSyncSampler:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, seed=None, steps=None, guidance=None, frame_offset=None, batch_chunks=None):
-        return numbers_problem(seed=seed, steps=steps, guidance=guidance, frame_offset=frame_offset,
-                               batch_chunks=batch_chunks) or True
+    def VALIDATE_INPUTS(cls, guidance=None):  # only the float: ComfyUI's own min/max check lets NaN through; the
+        return numbers_problem(guidance=guidance) or True  # INTs keep core's check (one message, on that input)
 
     def sample(self, model, latent, audio_features, seed, steps, guidance, deepcache, frame_offset=0,
                keep_silent_mouth=False, posterior="sample (upstream)", compile=False, batch_chunks=1,

@@ -7,9 +7,9 @@ import os
 
 from . import paths
 from . import quality as presets
-from .checks import numbers_problem, require_numbers
+from .checks import require_numbers
 from .face_align import DETECTORS, LIBRARY_DETECTOR
-from .load_media import AUDIO_SUFFIXES, VIDEO_SUFFIXES, _choice_or_path_problem, _file_state
+from .load_media import AUDIO_SUFFIXES, VIDEO_SUFFIXES, _file_state, _path_problem
 from .match_length import POLICIES
 from .sampler import BATCH_CHUNKS_TOOLTIP, COMPILE_TOOLTIP, MAX_SEED, compiled_unet, unet_memory
 from .types import MODEL
@@ -88,13 +88,8 @@ class LatentSyncVideoFile:
         return _file_state(video, video_path, "video") + _file_state(audio, audio_path, "audio")
 
     @classmethod
-    def VALIDATE_INPUTS(cls, video, audio, video_path="", audio_path="", seed=None, steps=None, guidance=None,
-                        crf=None, batch_chunks=None, face_index=None):
-        return (_choice_or_path_problem(video, video_path, "video")
-                or _choice_or_path_problem(audio, audio_path, "audio")
-                or numbers_problem(seed=seed, steps=steps, guidance=guidance, crf=crf, batch_chunks=batch_chunks,
-                                   face_index=None if face_index in (None, -1) else face_index)
-                or True)
+    def VALIDATE_INPUTS(cls, video_path=""):  # one input, so its message shows once and on it; the dropdowns and
+        return _path_problem(video_path, "video") or True  # INTs get ComfyUI's checks, the rest is checked at run time
 
     def run(self, model, vae, video, audio, seed, steps, guidance, deepcache, detector, face_index, length_policy,
             filename_prefix, crf, video_path="", audio_path="", compile=False, batch_chunks=1, quality="custom",

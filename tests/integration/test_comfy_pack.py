@@ -226,10 +226,12 @@ def test_missing_model_files_give_one_offline_message(comfy):
                          "seed": 3, "steps": 1, "guidance": 1.5, "deepcache": False, "detector": "auto",
                          "face_index": -1, "length_policy": "pingpong", "filename_prefix": "test/never", "crf": 23}},
     }
-    status, resp = comfy.queue(prompt)
-    text = str(resp)
-    assert status == 400 or resp.get("node_errors"), resp
+    run = comfy.run(prompt)  # the loader checks its files first thing (ComfyUI would repeat a queue-time message)
+    errors = run.of_type("execution_error")
+    assert not run.ok and [e["node_id"] for e in errors] == ["1"], run.outcome
+    text = errors[0]["exception_message"]
     assert "LatentSync model files are missing" in text and "HF_HUB_OFFLINE" in text
+    assert not run.executed_nodes() or run.executed_nodes() == ["1"]
     for expected in ("1.6/latentsync_unet.pt", "whisper/tiny.pt", "vae/sd-vae-ft-mse.safetensors",
                      "huggingface.co/ByteDance/LatentSync-1.6", "huggingface.co/stabilityai/sd-vae-ft-mse"):
         assert expected in text.replace("\\", "/"), expected

@@ -9,7 +9,8 @@ import urllib.request
 import pytest
 
 from comfy_env import PACK_LINK_NAME
-from workflow_helpers import UI_WORKFLOWS, WORKFLOWS, ui_names
+from workflow_helpers import (UI_WORKFLOWS, VIDEO_NAME, WORKFLOWS, configure, load_api,
+                              nodes_of, ui_names)
 
 
 def fetch(comfy, path: str) -> tuple[int, bytes]:
@@ -35,3 +36,56 @@ def test_templates_are_exactly_the_ui_workflows_with_jpg_thumbnails(comfy):
         assert status == 200 and b'"nodes"' in body, name  # UI format: the editor can open it
     status, _ = fetch(comfy, f"/api/workflow_templates/{PACK_LINK_NAME}/lipsync_basic_api.json")
     assert status == 404
+
+
+def node_errors(comfy, prompt: dict, node: str) -> list[tuple[str, str, str]]:
+    """(type, input, details) of each validation error the editor would show on ``node``."""
+    status, resp = comfy.queue(prompt)
+    assert status == 400 and isinstance(resp, dict) and resp.get("node_errors"), (status, resp)
+    return [(e["type"], e.get("extra_info", {}).get("input_name"), e.get("details", ""))
+            for e in resp["node_errors"][node]["errors"]]
+
+
+def basic(comfy) -> dict:
+    return configure(load_api("lipsync_basic_api.json"), comfy, steps=1)
+
+
+def test_a_missing_model_file_is_one_message_on_its_own_input(comfy):
+    prompt = basic(comfy)
+    loader = nodes_of(prompt, "LoadLatentSyncModel")[0]
+    prompt[loader]["inputs"]["whisper"] = "whisper/nowhere.pt"
+    errors = node_errors(comfy, prompt, loader)
+    assert [(kind, name) for kind, name, _ in errors] == [("value_not_in_list", "whisper")], errors
+    assert "whisper/nowhere.pt" in errors[0][2]
+
+
+def test_file_node_messages_appear_once_on_the_input_they_are_about(comfy):
+    prompt = basic(comfy)
+    audio = nodes_of(prompt, "LatentSyncLoadAudio")[0]
+    prompt[audio]["inputs"]["path"] = str(comfy.root / "elsewhere" / "voice.wav")  # outside the readable folders
+    errors = node_errors(comfy, prompt, audio)
+    assert [(kind, name) for kind, name, _ in errors] == [("custom_validation_failed", "path")], errors
+    assert errors[0][2].count("outside the folders LatentSync nodes may read") == 1
+    prompt[audio]["inputs"].update(path="", audio="no_such_speech.wav")
+    errors = node_errors(comfy, prompt, audio)
+    assert [(kind, name) for kind, name, _ in errors] == [("value_not_in_list", "audio")], errors
+    video = {"1": {"class_type": "LatentSyncLoadVideo",
+                   "inputs": {"video": VIDEO_NAME, "frame_load_cap": 0, "skip_first_frames": 0,
+                              "path": str(comfy.input_dir / "missing_clip.mp4")}},
+             "2": {"class_type": "LatentSyncMuxAudio",
+                   "inputs": {"images": ["1", 0], "audio": ["1", 1], "fps": ["1", 2], "filename_prefix": "test/editor",
+                              "crf": 30, "save_output": False}}}
+    errors = node_errors(comfy, video, "1")
+    assert [(kind, name) for kind, name, _ in errors] == [("custom_validation_failed", "path")], errors
+    assert "not found" in errors[0][2]
+
+
+def test_a_bad_sampler_number_is_one_message_on_its_input(comfy):
+    prompt = basic(comfy)
+    sampler = nodes_of(prompt, "LatentSyncSampler")[0]
+    prompt[sampler]["inputs"]["guidance"] = float("nan")
+    errors = node_errors(comfy, prompt, sampler)
+    assert [(kind, name) for kind, name, _ in errors] == [("custom_validation_failed", "guidance")], errors
+    prompt[sampler]["inputs"].update(guidance=1.5, steps=0)
+    errors = node_errors(comfy, prompt, sampler)
+    assert [(kind, name) for kind, name, _ in errors] == [("value_smaller_than_min", "steps")], errors

@@ -37,7 +37,8 @@ loader = sys.modules["ComfyUI_LatentSync_probe.nodes.loader"]
 names = json.loads(sys.argv[5])
 try:
     if mode == "validate":
-        result = loader.LoadLatentSyncModel.VALIDATE_INPUTS(*names, True)
+        loader._resolve_files(*names, True, check_only=True)  # what the loader checks before loading
+        result = True
     else:
         result = loader._resolve_files(*names, True)
 except Exception as exc:

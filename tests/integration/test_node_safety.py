@@ -54,8 +54,10 @@ def outputs_now(comfy) -> set:
 def test_dropdown_names_cannot_leave_the_input_folder(comfy, outside, name):
     name = str(outside) if name == "ABSOLUTE" else name
     before = outputs_now(comfy)
-    message = refusal(comfy, audio_prompt(comfy, audio=name))
-    assert "not a file name in ComfyUI's input folder" in message, message
+    status, resp = comfy.queue(audio_prompt(comfy, audio=name))
+    assert status == 400 or (isinstance(resp, dict) and resp.get("node_errors")), resp
+    errors = resp["node_errors"][NODE]["errors"]  # ComfyUI's own list check (paths.InputChoices), on the dropdown
+    assert [(e["type"], e["extra_info"]["input_name"]) for e in errors] == [("value_not_in_list", "audio")], errors
     assert outputs_now(comfy) == before
 
 
