@@ -74,7 +74,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--json")
     args = ap.parse_args()
-    device = torch.device("cuda")
+    device = torch.device("cuda", torch.cuda.current_device())  # set_per_process_memory_fraction needs an index
     started = time.monotonic()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -40,19 +40,22 @@ def child(res: int, batch: int, kernels: str) -> dict:
     from torch._dynamo.utils import counters
 
     notes: list[str] = []
+    keys_seen: list[str] = []
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             text = record.getMessage()
             if "ypass" in text or "cache" in text.lower():
                 notes.append(text[:300])
+            if "for key" in text:
+                keys_seen.append(text[:160])
 
     for name in ("torch._inductor.codecache", "torch._functorch._aot_autograd.autograd_cache"):
         logging.getLogger(name).addHandler(Keep())
         logging.getLogger(name).setLevel(logging.DEBUG)
     dev = torch.device("cuda")
     unet = random_model(unet_config("stage2"), dev, torch.float16)
-    wrapper = maybe_compile(unet, True, device=dev, frames=16, fixed_batch=batch, cache_dir=kernels)
+    wrapper = maybe_compile(unet, True, device=dev, frames=16, fixed_batch=batch, cache_dir=kernels, keep_kernels=True)
     h = res // 8
     sample = torch.randn(2 * batch, 13, 16, h, h, device=dev, dtype=torch.float16)
     audio = torch.randn(2 * batch, 16, 50, 384, device=dev, dtype=torch.float16)
@@ -79,9 +82,19 @@ def child(res: int, batch: int, kernels: str) -> dict:
         "fallback": wrapper.fallback_reason,
         "counters": {k: dict(v) for k, v in counters.items() if k in ("inductor", "aot_autograd")},
         "cache_notes": notes[:12],
-        "artifact_mb": round(os.path.getsize(wrapper.artifacts.path) / 1e6, 1) if wrapper.artifacts and
-        wrapper.artifacts.path.is_file() else None,
+        "lookups": keys_seen[:40],
+        "loaded_keys": [_keys(info) for info in wrapper.artifacts.loaded_info] if wrapper.artifacts else None,
+        "saved_keys": _keys(wrapper.artifacts.saved_info) if wrapper.artifacts else None,
+        "artifact_mb": {p.name.rsplit("-", 1)[-1]: round(os.path.getsize(p) / 1e6, 1)
+                        for p in wrapper.artifacts.files()} if wrapper.artifacts else None,
     }
+
+
+def _keys(info) -> dict | None:
+    """Which cache entries a CacheInfo names, per kind (first 12 characters of each key)."""
+    if info is None:
+        return None
+    return {kind: sorted(str(k)[:40] for k in keys) for kind, keys in info.artifacts.items()}
 
 
 def run_child(res: int, batch: int, kernels: Path, scratch: Path, label: str, timeout: int) -> dict:

@@ -35,6 +35,15 @@ def private_job_cache(tmp_path_factory, monkeypatch) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def private_compile_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Compiled U-Net kernels are kept across processes by default (latentsync.pipeline.compile_cache); tests keep
+    theirs in a temporary folder, never in the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("compile_cache")
+    monkeypatch.setenv("LATENTSYNC_COMPILE_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     path = parity_dir()

@@ -3,10 +3,11 @@
 ``torch.compile`` caches its work on disk only in a temporary folder, and the first compile of the full-size
 U-Net takes about two minutes per resolution. After a compile, :class:`CompileArtifacts` saves PyTorch's
 portable cache artifacts (``torch.compiler.save_cache_artifacts``: generated code, autotuning results, Triton
-kernels) to one file per setup; a later process loads them before compiling
+kernels) to one file per setup and graph; a later process loads them before compiling
 (``torch.compiler.load_cache_artifacts``), so compiling becomes tracing plus cache hits.
 
-The file name is a hash of everything that makes kernels differ: the PyTorch, Triton and CUDA versions, the GPU
+Kept by default; ``LATENTSYNC_COMPILE_CACHE=off`` turns it off, any other value is the folder. The file name is a
+hash of everything that makes kernels differ: the PyTorch, Triton and CUDA versions, the GPU
 model and its compute capability, the model configuration, the dtype, the chunk shape, and the source of the
 model code. Any change gives a new file and a full compile; an unusable or stale file is ignored (with a log
 line), never fatal. Only files this module wrote are replaced, and only by an atomic rename. Like Inductor's own
@@ -37,13 +38,18 @@ def default_cache_dir() -> Path:
     """``$LATENTSYNC_COMPILE_CACHE``, else the user's cache folder (``%LOCALAPPDATA%`` on Windows, else
     ``$XDG_CACHE_HOME`` or ``~/.cache``) + ``latentsync/compile``."""
     env = os.environ.get(ENV_DIR)
-    if env:
+    if env and kernels_kept():
         return Path(env).expanduser()
     if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
         base = Path(os.environ["LOCALAPPDATA"])
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "latentsync" / "compile"
+
+
+def kernels_kept() -> bool:
+    """False when the user turned keeping compiled kernels off ($LATENTSYNC_COMPILE_CACHE = off / 0 / false)."""
+    return os.environ.get(ENV_DIR, "").strip().lower() not in ("off", "0", "false", "no", "none")
 
 
 def _version(package: str) -> str:
@@ -79,50 +85,79 @@ def setup_key(config: dict, *, device: torch.device | str, dtype: torch.dtype, f
 
 
 class CompileArtifacts:
-    """One setup's artifact file: :meth:`load` before compiling, :meth:`save` after each new compile."""
+    """One setup's artifact files, one per compiled graph: :meth:`load` before compiling, :meth:`save` after a
+    graph's first run.
+
+    One file per graph, because PyTorch's artifact format cannot hold two saves: each save returns everything since
+    the process started, as one batch per save, and loading keeps only the last batch of each kind (torch 2.11,
+    2.13: ``CacheArtifactManager.deserialize`` builds a dict). Saving after the full step and again after the
+    DeepCache step therefore lost the full step's kernels (measured on an H100: a warm process recompiled it for
+    98 s). A save's last batch is the graph just compiled, so each file holds its graph whatever PyTorch keeps.
+    """
 
     def __init__(self, directory: Path | str, key: str) -> None:
-        self.path = Path(directory) / f"unet-{key}.bin"
-        self.loaded = False
+        self.directory = Path(directory)
+        self.key = key
+        self.loaded_graphs: set[str] = set()
+        self.loaded_info: list[Any] = []  # PyTorch's CacheInfo of each load / the last save (which keys they held)
+        self.saved_info: Any = None
+
+    @property
+    def loaded(self) -> bool:
+        return bool(self.loaded_graphs)
+
+    def path(self, graph: str) -> Path:
+        """The file of one graph (``full``, ``cached``, ...)."""
+        return self.directory / f"unet-{self.key}-{graph}.bin"
+
+    def files(self) -> list[Path]:
+        """This setup's graph files present now."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(self.directory.glob(f"unet-{self.key}-*.bin"))
 
     def load(self) -> bool:
-        """Hot-load the saved artifacts into PyTorch's compile caches; False when there are none or they fail."""
-        if not self.path.is_file():
-            return False
-        try:
-            info = torch.compiler.load_cache_artifacts(self.path.read_bytes())
-        except Exception as exc:  # a file from another PyTorch build, truncated, ...: compile from scratch
-            log.warning("Ignoring the compiled-kernel cache %s (%s: %s).", self.path, type(exc).__name__, exc)
-            return False
-        self.loaded = info is not None
-        if self.loaded:
-            log.info("Loaded compiled U-Net kernels from %s.", self.path)
-        else:  # PyTorch logs why; say what it means
-            log.warning("Ignoring the compiled-kernel cache %s: PyTorch could not read it; compiling from scratch.",
-                        self.path)
+        """Hot-load every saved graph into PyTorch's compile caches; False when none could be loaded."""
+        prefix = f"unet-{self.key}-"
+        for path in self.files():
+            try:
+                info = torch.compiler.load_cache_artifacts(path.read_bytes())
+            except Exception as exc:  # a file from another PyTorch build, truncated, ...: that graph compiles
+                log.warning("Ignoring the compiled-kernel cache %s (%s: %s).", path, type(exc).__name__, exc)
+                continue
+            if info is None:  # PyTorch logs why; say what it means
+                log.warning("Ignoring the compiled-kernel cache %s: PyTorch could not read it; compiling it.", path)
+                continue
+            self.loaded_graphs.add(path.name[len(prefix):-len(".bin")])
+            self.loaded_info.append(info)
+            log.info("Loaded compiled U-Net kernels from %s.", path)
         return self.loaded
 
-    def save(self) -> Optional[Path]:
-        """Write every artifact this process has compiled so far (atomically); None when there is nothing."""
+    def save(self, graph: str) -> Optional[Path]:
+        """Write the artifacts of ``graph``, compiled just now (atomically); None when it came from a file or
+        there is nothing to write."""
+        if graph in self.loaded_graphs:
+            return None
+        target = self.path(graph)
         try:
             result = torch.compiler.save_cache_artifacts()
             if result is None:
                 return None
-            payload = result[0]
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".unet-", suffix=".part", dir=self.path.parent)
+            payload, self.saved_info = result
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".unet-", suffix=".part", dir=self.directory)
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(payload)
-                os.replace(tmp, self.path)
+                os.replace(tmp, target)
             except BaseException:
                 os.unlink(tmp)
                 raise
         except Exception as exc:  # a read-only or full disk must not fail the run
-            log.warning("Could not save the compiled-kernel cache to %s (%s: %s).", self.path, type(exc).__name__, exc)
+            log.warning("Could not save the compiled-kernel cache to %s (%s: %s).", target, type(exc).__name__, exc)
             return None
-        log.info("Saved compiled U-Net kernels to %s (%.1f MB).", self.path, len(payload) / 1e6)
-        return self.path
+        log.info("Saved compiled U-Net kernels to %s (%.1f MB).", target, len(payload) / 1e6)
+        return target
 
 
-__all__ = ["CompileArtifacts", "ENV_DIR", "default_cache_dir", "setup_key"]
+__all__ = ["CompileArtifacts", "ENV_DIR", "default_cache_dir", "kernels_kept", "setup_key"]

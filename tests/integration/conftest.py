@@ -86,7 +86,8 @@ def comfy(tmp_path_factory, fixtures_dir, media):
         # starved it, so websocket messages and Cancel reached the executor seconds late (as a GPU never would).
         # LATENTSYNC_ALLOWED_DIRS: the one folder outside input/output/temp the owner lets path fields read.
         server = ComfyServer(root, env={"TORCH_COMPILE_DISABLE": "1", "OMP_NUM_THREADS": "1",
-                                        "LATENTSYNC_ALLOWED_DIRS": str(root / "allowed")})
+                                        "LATENTSYNC_ALLOWED_DIRS": str(root / "allowed"),
+                                        "LATENTSYNC_COMPILE_CACHE": str(root / "compile_cache")})
     except ComfyUnavailable as exc:
         if _require():
             pytest.fail(str(exc))

@@ -1,7 +1,8 @@
 """Compiled kernels survive the process: a second process loads the first one's artifacts and hits the cache.
 
-Real torch.compile (Inductor, CPU kernels) on a small function, each side in its own process with its own empty
-Inductor folder, so only the saved artifact file can carry the compile across.
+Real torch.compile (Inductor, CPU kernels) on two small functions (as the U-Net's full and DeepCache steps), each
+side in its own process with its own empty Inductor folder, so only the saved artifact files can carry the
+compiles across. Both graphs must hit: one file holding two saves kept only the last graph.
 """
 
 from __future__ import annotations
@@ -29,12 +30,16 @@ SIDE = textwrap.dedent(
 
     artifacts = CompileArtifacts(sys.argv[1], "probe")
     loaded = artifacts.load()
-    fn = torch.compile(lambda x, w: torch.nn.functional.gelu(x @ w).sum(-1))
+    full = torch.compile(lambda x, w: torch.nn.functional.gelu(x @ w).sum(-1))
+    cached = torch.compile(lambda x, w: torch.tanh(x @ w).amax(-1))
     g = torch.Generator().manual_seed(0)
-    out = fn(torch.randn(8, 16, generator=g), torch.randn(16, 4, generator=g))
-    saved = artifacts.save()
-    print(json.dumps({"loaded": loaded, "saved": str(saved), "hits": counters["inductor"]["fxgraph_cache_hit"],
-                      "out": out.tolist()}))
+    x, w = torch.randn(8, 16, generator=g), torch.randn(16, 4, generator=g)
+    out = full(x, w)
+    saved = [str(artifacts.save("full"))]
+    out = out + cached(x, w)
+    saved.append(str(artifacts.save("cached")))
+    print(json.dumps({"loaded": sorted(artifacts.loaded_graphs), "saved": saved,
+                      "hits": counters["inductor"]["fxgraph_cache_hit"], "out": out.tolist()}))
     """
 )
 
@@ -50,22 +55,25 @@ def run_side(cache_dir: Path, inductor_dir: Path) -> dict:
 @pytest.mark.skipif(compile_unavailable_reason("cpu") is not None, reason="no C++ compiler for Inductor's CPU kernels")
 def test_second_process_hits_the_first_ones_kernels(tmp_path):
     first = run_side(tmp_path / "kernels", tmp_path / "inductor-a")
-    assert first["loaded"] is False and first["hits"] == 0
-    assert Path(first["saved"]).is_file()
+    assert first["loaded"] == [] and first["hits"] == 0
+    assert all(Path(p).is_file() for p in first["saved"])
     second = run_side(tmp_path / "kernels", tmp_path / "inductor-b")
-    assert second["loaded"] is True
-    assert second["hits"] >= 1, "the second process compiled from scratch"
+    assert second["loaded"] == ["cached", "full"]
+    assert second["hits"] == 2, "a graph compiled from scratch in the second process"
+    assert second["saved"] == ["None", "None"]  # loaded graphs are not written again
     assert second["out"] == first["out"]
-    assert [p.name for p in (tmp_path / "kernels").iterdir()] == ["unet-probe.bin"]  # no partial files left
+    names = sorted(p.name for p in (tmp_path / "kernels").iterdir())
+    assert names == ["unet-probe-cached.bin", "unet-probe-full.bin"]  # no partial files left
 
 
 def test_a_damaged_file_is_ignored(tmp_path, caplog):
     artifacts = CompileArtifacts(tmp_path, "broken")
-    artifacts.path.write_bytes(b"not a cache")
+    artifacts.path("full").parent.mkdir(parents=True, exist_ok=True)
+    artifacts.path("full").write_bytes(b"not a cache")
     with caplog.at_level("WARNING"):
         assert artifacts.load() is False
     assert "Ignoring the compiled-kernel cache" in caplog.text
-    assert artifacts.path.read_bytes() == b"not a cache"
+    assert artifacts.path("full").read_bytes() == b"not a cache"
 
 
 def test_setup_key_separates_what_makes_kernels_differ():

@@ -141,3 +141,15 @@ def test_maybe_compile_is_a_no_op_when_off_or_impossible(unet, monkeypatch):
     monkeypatch.setattr("latentsync.pipeline.compiled.compile_unavailable_reason", lambda device: "no Triton")
     assert maybe_compile(unet, True, device="cuda", frames=CHUNK) is unet
     assert compile_unavailable_reason("meta") is not None
+
+
+@pytest.mark.skipif(compile_unavailable_reason("cpu") is not None, reason="no C++ compiler for Inductor's CPU kernels")
+def test_compiled_kernels_are_kept_unless_turned_off(unet, monkeypatch, tmp_path):
+    monkeypatch.setenv("LATENTSYNC_COMPILE_CACHE", str(tmp_path / "kernels"))
+    kept = maybe_compile(unet, True, device="cpu", frames=CHUNK)
+    assert isinstance(kept, CompiledUNet) and kept.artifacts.directory == tmp_path / "kernels"
+    for off in ("off", "0", "false"):
+        monkeypatch.setenv("LATENTSYNC_COMPILE_CACHE", off)
+        assert maybe_compile(unet, True, device="cpu", frames=CHUNK).artifacts is None
+    assert maybe_compile(unet, True, device="cpu", frames=CHUNK, keep_kernels=True,
+                         cache_dir=tmp_path / "explicit").artifacts.directory == tmp_path / "explicit"
