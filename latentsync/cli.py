@@ -34,7 +34,7 @@ from .presets import describe as describe_preset
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_IMAGE, DEMO_AUDIO, DEMO_OUTPUT = ASSETS / "astronaut.jpg", ASSETS / "demo_speech.flac", "latentsync_demo.mp4"
-SUBCOMMANDS = ("doctor", "selftest", "score")
+SUBCOMMANDS = ("doctor", "selftest", "score", "eval")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 DEFAULT_VERSION = "1.6"
 THIRD_PARTY_LOGGERS = ("huggingface_hub", "diffusers", "transformers")
@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                f"current folder (model files are downloaded on first use, about 5.5 GB). Other commands: "
                f"'{prog} doctor' checks torch, PyAV, the face detectors and every model file; "
                f"'{prog} selftest' runs the whole pipeline on tiny random models (no download, under a minute on a "
-               f"CPU); '{prog} score VIDEO' gives a video's SyncNet sync score. Exit codes: 0 done, 2 bad arguments, 3 model files missing, 4 an input could not be used, "
+               f"CPU); '{prog} score VIDEO' gives a video's SyncNet sync score, '{prog} eval --real DIR --fake DIR' "
+               "upstream's evaluation (LSE-C, LSE-D, SyncNet accuracy, PSNR/SSIM outside the face). Exit codes: "
+               "0 done, 2 bad arguments, 3 model files missing, 4 an input could not be used, "
                "5 a batch had failures, 6 no usable face (--require-face), 130 interrupted, 143 stopped by SIGTERM.",
     )
     io = p.add_argument_group("inputs and outputs")
@@ -217,16 +219,17 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def run_subcommand(name: str, argv: Sequence[str]) -> int:
-    """``doctor``, ``selftest`` or ``score``, each with its own options."""
+    """``doctor``, ``selftest``, ``score`` or ``eval``, each with its own options."""
     try:
         if name == "doctor":
             from .doctor import main as doctor_main
 
             return doctor_main(argv, prog=f"{program_name()} doctor")
-        if name == "score":
-            from .metrics.commands import score_main
+        if name in ("score", "eval"):
+            from .metrics import commands
 
-            return score_main(argv, prog=f"{program_name()} score")
+            main_of = commands.score_main if name == "score" else commands.eval_main
+            return main_of(argv, prog=f"{program_name()} {name}")
         from .selftest import main as selftest_main
 
         return selftest_main(argv, prog=f"{program_name()} selftest")

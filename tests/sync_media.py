@@ -15,7 +15,7 @@ from latentsync.metrics import files, tiny
 from media_variants import encode_rgb, write_wav
 
 FACE_SQUARE = (256, 384, 896, 1024)  # a square around demo1's face at full resolution (left, top, right, bottom)
-S3FD_BIAS = 2.0  # with seed 5: random S3FD weights that find a few steady boxes (3 tracks on demo1's face)
+S3FD_BIAS = 2.0  # with seed 5 and the two coarsest heads off: two steady 128 px boxes on demo1's face square
 
 
 def face_frames(media: Path, count: int, size: int = 480, name: str = "demo1_video.mp4") -> np.ndarray:
@@ -34,9 +34,13 @@ def speech(media: Path, count: int, name: str = "demo1_audio.wav") -> torch.Tens
     return load_16k_mono(media / name)[:count * 640]
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int = 25) -> Path:
-    """An H.264 mp4 (no audio) of uint8 RGB frames."""
-    encode_rgb(path, frames, codec="libx264", fmt="mp4", rate=Fraction(fps), options={"crf": "12", "preset": "ultrafast"})
+def write_video(path: Path, frames: np.ndarray, fps: int = 25, *, wav16k: torch.Tensor | None = None,
+                lossless: bool = False) -> Path:
+    """An H.264 mp4 of uint8 RGB frames, with AAC audio when ``wav16k`` is given (lossless: x264 qp 0)."""
+    options = {"qp": "0"} if lossless else {"crf": "12"}
+    audio = None if wav16k is None else (wav16k.numpy()[None].astype(np.float32), 16000)
+    encode_rgb(path, frames, codec="libx264", fmt="mp4", rate=Fraction(fps), options={**options, "preset": "ultrafast"},
+               audio=audio)
     return path
 
 
@@ -50,7 +54,12 @@ def metric_models(root: Path, *, stable_config: dict | None = None, s3fd_bias: f
     """A models root with the metric files (random weights) under latentsync/auxiliary; StableSyncNet when a
     config is given."""
     tiny.write_syncnet_v2(files.SYNCNET_V2.dest(str(root)), seed=3)
-    tiny.write_s3fd(files.S3FD_FACE.dest(str(root)), seed=5, face_bias=s3fd_bias)
+    state = tiny.s3fd_state(5, s3fd_bias)
+    for head in (4, 5):  # the coarsest heads would find frame-sized "faces"; keep the random boxes face-sized
+        state[f"conf.{head}.bias"][-1] -= 30.0
+    dest = Path(files.S3FD_FACE.dest(str(root)))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, dest)
     if stable_config is not None:
         tiny.write_stable_syncnet(files.STABLE_SYNCNET.dest(str(root)), stable_config, seed=2)
     return root

@@ -124,3 +124,77 @@ def score_main(argv: Optional[Sequence[str]] = None, prog: str = "latentsync sco
         else:
             print(score_table(Path(args.video).name, record))
         return EXIT_OK
+
+
+def eval_parser(prog: str = "latentsync eval") -> argparse.ArgumentParser:
+    """Options of ``latentsync eval``."""
+    p = argparse.ArgumentParser(prog=prog, description="Upstream LatentSync's evaluation of lip-synced videos "
+                                "against their sources (paired by file name): LSE-C and LSE-D (SyncNet v2, "
+                                "eval_sync_conf), SyncNet accuracy (StableSyncNet, eval_syncnet_acc; when "
+                                "auxiliary/stable_syncnet.pt is present) and PSNR/SSIM outside the face. FVD is "
+                                "left out (its I3D file cannot be loaded safely). Prints a Markdown table.")
+    p.add_argument("--real", required=True, help="folder of source videos (each with its audio track)")
+    p.add_argument("--fake", required=True, help="folder of lip-synced videos, named like their sources")
+    p.add_argument("--json", dest="json_out", help="write the full report (every video, every metric) here")
+    p.add_argument("--markdown", help="write the Markdown table here")
+    p.add_argument("--accuracy-faces", choices=["crops", "frames"], default="crops",
+                   help="StableSyncNet input: the SyncNet v2 face-track crops (default) or the frames themselves "
+                        "(when the videos already are aligned face videos, as upstream's test set)")
+    p.add_argument("--stable-config", help="JSON file with a StableSyncNet config (model towers + data); default: "
+                   "the released syncnet_16_pixel_attn")
+    _common(p)
+    return p
+
+
+def eval_main(argv: Optional[Sequence[str]] = None, prog: str = "latentsync eval") -> int:
+    """Run ``latentsync eval``; returns the exit code."""
+    from ..cli import cli_logging
+    from ..cli_checks import UsageError
+    from ..locations import default_models_dir
+    from ..model_files import ModelFilesMissing
+    from . import evaluate, files
+    from .score import SyncOptions
+    from .stable_syncnet import RELEASED, load_stable_syncnet, syncnet_config
+
+    args = eval_parser(prog).parse_args(argv)
+    with cli_logging(False):
+        try:
+            device = _setup(args)
+            for label, folder in (("--real", args.real), ("--fake", args.fake)):
+                if not Path(folder).is_dir():
+                    raise UsageError(f"{label} {folder}: not a folder")
+            config = (json.loads(Path(args.stable_config).read_text()) if args.stable_config
+                      else syncnet_config(RELEASED))
+        except UsageError as exc:
+            log.error("%s", exc)
+            return EXIT_USAGE
+        except (OSError, ValueError) as exc:
+            log.error("--stable-config: %s", exc)
+            return EXIT_USAGE
+        root = args.models_dir or default_models_dir()
+        try:
+            sync = files.load_sync_models(root, device=device, allow_download=not args.no_download)
+            stable_path = files.STABLE_SYNCNET.find(root)
+            stable = load_stable_syncnet(stable_path, config, device=device) if stable_path else None
+        except ModelFilesMissing as exc:
+            log.error("%s", exc)
+            return EXIT_MODELS
+        except (OSError, ValueError) as exc:
+            log.error("could not load the evaluation models: %s", exc)
+            return EXIT_MODELS
+        if stable is None:
+            log.info("SyncNet accuracy skipped: %s is not there", files.STABLE_SYNCNET.dest(root))
+        models = evaluate.EvalModels(sync, stable, config)
+        options = evaluate.EvalOptions(SyncOptions(min_track=args.min_track), args.accuracy_faces)
+        try:
+            report = evaluate.evaluate(args.real, args.fake, models, options, log=log.info)
+        except (OSError, ValueError) as exc:
+            log.error("%s", exc)
+            return EXIT_INPUT
+        table = evaluate.markdown_table(report)
+        print(table)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(report, indent=2))
+        if args.markdown:
+            Path(args.markdown).write_text(table)
+        return EXIT_OK
