@@ -63,6 +63,7 @@ def sample(unet, encoded, audio, *, chunks: int, steps: int, device, cap_after_f
                                  on_shrink=notes.append).float().cpu())
         used.append(plan.batch_chunks)
         if cap_after_first is not None and a == 0:
+            torch.cuda.empty_cache()  # the cap applies to new device allocations: give back the cached blocks
             torch.cuda.set_per_process_memory_fraction(cap_after_first, device)
     return torch.cat(out), notes, used
 
