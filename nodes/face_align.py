@@ -40,15 +40,15 @@ def get_detector(model: Any, name: str) -> Any:
 
     if name not in LIBRARY_DETECTOR:
         raise ValueError(f"detector must be one of {', '.join(LIBRARY_DETECTOR)}, got {name!r}.")
-    detector = model.detectors.get(name)
-    if detector is None:
+
+    def create() -> Any:
         from ..latentsync.model_files import ensure_detector_files
 
         ensure_detector_files(LIBRARY_DETECTOR[name], list(model.models_dirs), allow_download=model.allow_download)
         device = "cuda" if cc.torch_device().type == "cuda" else "cpu"
-        detector = create_detector(LIBRARY_DETECTOR[name], models_dirs=list(model.models_dirs), device=device)
-        model.detectors[name] = detector
-    return detector
+        return create_detector(LIBRARY_DETECTOR[name], models_dirs=list(model.models_dirs), device=device)
+
+    return model.detector(name, create)
 
 
 def _ui_report(track: Any, detector: Any, num_frames: int) -> dict:

@@ -66,21 +66,6 @@ def compiled_unet(unet: Any, *, device: Any, frames: int, fixed_batch: int) -> A
     return wrapper
 
 
-def skipped_chunks(found: Any, silent: Any, frames: int) -> Optional[Callable[[int, int], bool]]:
-    """A ``skip_chunk`` test, true for chunks in which no frame will be pasted back (no face, or silent audio
-    whose original mouth is kept); None when every chunk is needed."""
-    import torch
-
-    needed = torch.ones(frames, dtype=torch.bool)
-    if found is not None and len(found) == frames:
-        needed &= torch.as_tensor(found, dtype=torch.bool)
-    if silent is not None:
-        needed &= ~silent
-    if bool(needed.all()):
-        return None
-    return lambda start, stop: not bool(needed[start:stop].any())
-
-
 def encoded_from_latent(latent: dict) -> Any:
     """The sampler's inputs from a LATENT made by LatentSync Masked VAE Encode (clear error otherwise)."""
     from ..latentsync.pipeline.sampler import EncodedFaces
@@ -96,40 +81,6 @@ def encoded_from_latent(latent: dict) -> Any:
         masked_mean=latent[t.KEY_MASKED_MEAN], masked_logvar=latent[t.KEY_MASKED_LOGVAR],
         ref_mean=latent[t.KEY_REF_MEAN], ref_logvar=latent[t.KEY_REF_LOGVAR], mask_latent=latent[t.KEY_MASK_LATENT],
     )
-
-
-def sample_in_windows(sampler: Any, encoded: Any, windows: Any, skip: Any, callback: Any, device: Any) -> Any:
-    """``sampler.sample`` over windows of ``batch_chunks`` chunks; a window that runs out of memory is redone with
-    fewer chunks per U-Net call (same random draws), and finished windows are kept. Moved to the intermediate
-    device window by window."""
-    import torch
-
-    from ..latentsync.pipeline.oom import MemoryPlan, free_cached_memory, run_shrinking
-    from . import comfy_compat as cc
-
-    opts = sampler.options
-    plan = MemoryPlan(batch_chunks=opts.batch_chunks, vae_batch=1)
-    total = sampler.steps_total(encoded.num_frames)
-    out = []
-    start = 0
-    while start < encoded.num_frames:
-        stop = min(start + opts.chunk_frames * plan.batch_chunks, encoded.num_frames)
-        state = sampler.snapshot()
-
-        def attempt(now: Any, a: int = start, b: int = stop) -> Any:
-            opts.batch_chunks = now.batch_chunks
-            part = None if windows is None else windows[a:b]
-            return sampler.sample(encoded.slice(a, b), part, skip_chunk=skip, callback=callback, steps_total=total)
-
-        def undo(state: Any = state) -> None:
-            sampler.restore(state)
-            free_cached_memory(torch.device(device))
-            cc.soft_empty_cache()
-
-        out.append(run_shrinking(attempt, plan, where=f"frames {start}-{stop - 1}", before_retry=undo,
-                                 on_shrink=lambda line: None).to(cc.intermediate_device()))
-        start = stop
-    return torch.cat(out)
 
 
 class LatentSyncSampler:
@@ -192,9 +143,8 @@ class LatentSyncSampler:
     def sample(self, model, latent, audio_features, seed, steps, guidance, deepcache, frame_offset=0,
                keep_silent_mouth=False, posterior="sample (upstream)", compile=False, batch_chunks=1,
                quality="custom"):
-        from ..latentsync.audio.windows import frame_window_indices, frame_windows
-        from ..latentsync.configs import VAE_SCALING_FACTOR, VAE_SHIFT_FACTOR
-        from ..latentsync.pipeline.sampler import LipsyncSampler, SamplerOptions
+        from ..latentsync.pipeline import stages
+        from ..latentsync.pipeline.sampler import SamplerOptions
         from . import comfy_compat as cc
         from . import types as t
 
@@ -216,35 +166,29 @@ class LatentSyncSampler:
             log.warning("LatentSync: %d frames but the audio covers %d at %.3f fps; the last %d frames get the end "
                         "of the audio (use LatentSync Match Length to loop the video or pad the audio).",
                         needed, feats.num_frames, feats.fps, needed - feats.num_frames)
-        indices = frame_window_indices(feats.features.shape[0], frames, feats.fps, start_frame=int(frame_offset))
-        windows = frame_windows(feats.features, indices)
+        windows = stages.audio_windows(feats.features, frames, feats.fps, start_frame=int(frame_offset))
 
-        patcher = model.unet
         options = SamplerOptions(steps=int(steps), guidance_scale=float(guidance), seed=int(seed),
                                  deepcache=bool(deepcache), posterior="mean" if posterior == "mean" else "sample",
                                  batch_chunks=int(batch_chunks))
-        options.validate()
+        plan = stages.plan_video(frames, options, model.resolution)
         chunk = options.chunk_frames
         # a compiled U-Net always takes batch_chunks chunks (short groups are padded); eager takes what there is
         per_call = options.batch_chunks if compile else max(1, min(options.batch_chunks, frames // chunk))
-        cc.load_models([patcher], memory_required=unet_memory(model, min(chunk, frames), latent_hw, guidance,
-                                                              chunks=per_call))
-        device = patcher.load_device
-        unet = cc.module_of(patcher)
+        unet = model.load_unet(unet_memory(model, min(chunk, frames), latent_hw, guidance, chunks=per_call))
+        device = model.unet.load_device
         if compile:  # after loading: the wrapper runs the module ComfyUI just placed
             unet = compiled_unet(unet, device=device, frames=chunk, fixed_batch=options.batch_chunks)
-        sampler = LipsyncSampler(unet, options, latent_hw=latent_hw, device=device, dtype=model.dtype)
+        sampler = stages.new_sampler(unet, plan, device=device, dtype=model.dtype)
         progress = cc.Progress(sampler.steps_total(frames))
         silent = None
         if keep_silent_mouth:
-            from ..latentsync.audio.silence import silent_frames
-
-            silent = silent_frames(feats.waveform16k, needed, feats.fps)[int(frame_offset):needed]
-        skip = skipped_chunks(latent.get(t.KEY_FOUND), silent, frames)
-        scaled = sample_in_windows(sampler, encoded, windows, skip, progress.callback(), device)
-        samples = (scaled.float() / VAE_SCALING_FACTOR + VAE_SHIFT_FACTOR).to(cc.intermediate_device())
+            silent = stages.silent_mask(feats.waveform16k, frames, feats.fps, start_frame=int(frame_offset))
+        skip = stages.skip_test(stages.frames_to_paste(frames, latent.get(t.KEY_FOUND), silent))
+        latents = stages.sample_fitting(sampler, encoded, windows, skip=skip, callback=progress.callback(),
+                                        after_oom=cc.soft_empty_cache, out_device=cc.intermediate_device())
         out = dict(latent)
-        out["samples"] = samples
+        out["samples"] = latents.float()
         if silent is not None:
             out[t.KEY_SILENT] = silent
         return (out,)

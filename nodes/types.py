@@ -7,7 +7,7 @@ runs: nodes read them and never modify them in place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 MODEL = "LATENTSYNC_MODEL"
 AUDIO_FEATURES = "LATENTSYNC_AUDIO"
@@ -39,8 +39,39 @@ class LatentSyncModel:
     whisper_dtype: Any
     files: dict[str, str]
     models_dirs: list[str]  # where face detector files are looked up (ComfyUI's models root first)
-    detectors: dict = field(default_factory=dict)  # detector name -> created detector, reused across runs
+    detectors: dict = field(default_factory=dict)  # the model's own cache, name -> detector: use detector()
     allow_download: bool = False  # the loader's "download" switch (also for the insightface files)
+
+    def detector(self, name: str, create: Callable[[], Any]) -> Any:
+        """The face detector ``name``, made by ``create()`` on first use and kept by the model for later runs
+        (the model's own cache, like its patchers' load state: nodes never write into the model)."""
+        found = self.detectors.get(name)
+        if found is None:
+            found = self.detectors[name] = create()
+        return found
+
+    def load_unet(self, memory_required: int = 0) -> Any:
+        """The U-Net module, loaded to its device by ComfyUI's memory manager with room for ``memory_required``
+        activation bytes (the model loads itself, as core's audio encoders do; nodes never call load_models_gpu)."""
+        from . import comfy_compat as cc
+
+        cc.load_models([self.unet], memory_required=memory_required)
+        return cc.module_of(self.unet)
+
+    def load_whisper(self, memory_required: int = 0) -> Any:
+        """The Whisper encoder module, loaded to its device (room for ``memory_required`` activation bytes)."""
+        from . import comfy_compat as cc
+
+        cc.load_models([self.whisper], memory_required=memory_required)
+        return cc.module_of(self.whisper)
+
+    def load_all(self, vae: Any, memory_required: int = 0) -> tuple[Any, Any]:
+        """U-Net, Whisper and ``vae`` (a core VAE) loaded together, so none evicts another mid-run (the streaming
+        node); returns the U-Net and Whisper modules."""
+        from . import comfy_compat as cc
+
+        cc.load_models([self.unet, self.whisper, vae.patcher], memory_required=memory_required)
+        return cc.module_of(self.unet), cc.module_of(self.whisper)
 
     def describe(self) -> str:
         names = ", ".join(f"{k}={v}" for k, v in self.files.items())

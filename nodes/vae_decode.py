@@ -68,9 +68,7 @@ class LatentSyncVAEDecodeComposite:
     def decode(self, vae, samples, faces):
         import torch
 
-        from ..latentsync.configs import VAE_SCALING_FACTOR, VAE_SHIFT_FACTOR
-        from ..latentsync.face.restore import composite
-        from ..latentsync.pipeline.sampler import decode_faces
+        from ..latentsync.pipeline import stages
         from . import comfy_compat as cc
         from . import types as t
         from .vae_adapter import ComfyVAE
@@ -91,21 +89,19 @@ class LatentSyncVAEDecodeComposite:
         adapter = ComfyVAE(vae)
         device = cc.torch_device()
         out_dev = cc.intermediate_device()
-        found = torch.as_tensor(faces.found, dtype=torch.bool)
-        silent = samples.get(t.KEY_SILENT)
-        if silent is not None and len(silent) == num:
-            found = found & ~torch.as_tensor(silent, dtype=torch.bool)  # silent frames keep their original mouth
+        silent = samples.get(t.KEY_SILENT)  # silent frames keep their original mouth
+        paste = stages.frames_to_paste(num, faces.found, silent if silent is not None and len(silent) == num else None)
         progress = cc.Progress(num)
         frames_out, faces_out = [], []
         for start in range(0, num, BATCH):
             stop = min(start + BATCH, num)
             ref = reference_faces(samples, faces, start, stop, adapter.device)
-            scaled = (latents[start:stop].float() - VAE_SHIFT_FACTOR) * VAE_SCALING_FACTOR
-            generated = decode_faces(adapter, scaled, ref, mask.to(adapter.device), batch_size=BATCH).to(device)
+            generated = stages.decode(adapter, latents[start:stop].float(), ref, mask.to(adapter.device),
+                                      batch_size=BATCH).to(device)
             source = faces.images[start:stop]
             frames = image_to_uint8(source, device)
-            pasted = composite(frames, generated.float(), faces.matrices[start:stop].to(device), faces.resolution,
-                               apply=found[start:stop].to(device))
+            pasted = stages.composite(frames, generated.float(), faces.matrices[start:stop].to(device),
+                                      faces.resolution, apply=paste[start:stop].to(device))
             # Only pixels the paste changed are replaced: everything else stays bit-identical to the input IMAGE.
             changed = (pasted != frames).to(out_dev)
             result = source.to(out_dev, torch.float32, copy=True)

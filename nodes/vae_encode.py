@@ -60,7 +60,7 @@ class LatentSyncMaskedVAEEncode:
     def encode(self, vae, aligned_faces, faces):
         import torch
 
-        from ..latentsync.pipeline.sampler import encode_faces
+        from ..latentsync.pipeline import stages
         from . import comfy_compat as cc
         from . import types as t
         from .vae_adapter import ComfyVAE
@@ -76,7 +76,7 @@ class LatentSyncMaskedVAEEncode:
         progress = cc.Progress(pixels.shape[0])
         parts = []
         for start in range(0, pixels.shape[0], BATCH):
-            enc = encode_faces(adapter, pixels[start:start + BATCH], faces.mask, batch_size=BATCH)
+            enc = stages.encode(adapter, pixels[start:start + BATCH], faces.mask, batch_size=BATCH)
             parts.append(enc)
             progress.set(min(start + BATCH, pixels.shape[0]))
 

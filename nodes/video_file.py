@@ -11,12 +11,13 @@ from .checks import require_numbers
 from .face_align import DETECTORS, LIBRARY_DETECTOR
 from .load_media import AUDIO_SUFFIXES, VIDEO_SUFFIXES, _file_state, _path_problem
 from .match_length import POLICIES
-from .sampler import BATCH_CHUNKS_TOOLTIP, COMPILE_TOOLTIP, MAX_SEED, compiled_unet, unet_memory
+from .sampler import BATCH_CHUNKS_TOOLTIP, COMPILE_TOOLTIP, MAX_SEED, LatentSyncSampler, compiled_unet, unet_memory
 from .types import MODEL
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+SAMPLER_OPTIONAL = LatentSyncSampler.INPUT_TYPES()["optional"]
 
 
 class LatentSyncVideoFile:
@@ -79,6 +80,13 @@ class LatentSyncVideoFile:
                                              "tooltip": "Fail (and write nothing) when no frame has a usable face. "
                                                         "Off: such a video is passed through unchanged, and the "
                                                         "node's summary says NO FACE."}),
+                # The graph's options (Face Align Crop's smooth, the sampler's keep_silent_mouth and posterior),
+                # same names, defaults and meaning: the streaming node gives what the graph gives.
+                "keep_silent_mouth": SAMPLER_OPTIONAL["keep_silent_mouth"],
+                "posterior": SAMPLER_OPTIONAL["posterior"],
+                "smooth": ("BOOLEAN", {"default": True,
+                                       "tooltip": "Upstream's alignment smoothing across frames (restarted at "
+                                                  "detected cuts), as in Face Align Crop."}),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
@@ -93,7 +101,8 @@ class LatentSyncVideoFile:
 
     def run(self, model, vae, video, audio, seed, steps, guidance, deepcache, detector, face_index, length_policy,
             filename_prefix, crf, video_path="", audio_path="", compile=False, batch_chunks=1, quality="custom",
-            require_face=False, prompt=None, extra_pnginfo=None):
+            require_face=False, keep_silent_mouth=False, posterior="sample (upstream)", smooth=True, prompt=None,
+            extra_pnginfo=None):
         import folder_paths
 
         from ..latentsync.io.image import is_image_path
@@ -102,6 +111,7 @@ class LatentSyncVideoFile:
         from ..latentsync.pipeline.runner import RunOptions, lipsync_file
         from ..latentsync.pipeline.sampler import SamplerOptions
         from . import comfy_compat as cc
+        from .mux import save_metadata
         from .vae_adapter import ComfyVAE
 
         require_numbers(seed=seed, steps=steps, guidance=guidance, crf=crf, batch_chunks=batch_chunks,
@@ -124,29 +134,31 @@ class LatentSyncVideoFile:
 
         options = RunOptions(
             sampler=SamplerOptions(steps=int(steps), guidance_scale=float(guidance), seed=int(seed),
-                                   deepcache=bool(deepcache), batch_chunks=int(batch_chunks)),
+                                   deepcache=bool(deepcache), batch_chunks=int(batch_chunks),
+                                   posterior="mean" if posterior == "mean" else "sample"),
             length_policy=length_policy, detector=LIBRARY_DETECTOR[detector],
             face_index="largest" if face_index < 0 else int(face_index),
+            keep_silent_mouth=bool(keep_silent_mouth), smooth=bool(smooth),
             crf=int(crf), models_dirs=list(model.models_dirs), compile=bool(compile), require_face=bool(require_face),
+            metadata=save_metadata(prompt, extra_pnginfo),
         )
         options.sampler.validate()
         adapter = ComfyVAE(vae, manage_memory=False)  # all three networks are loaded together below
         latent_hw = (model.resolution // 8, model.resolution // 8)
-        cc.load_models([model.unet, model.whisper, vae.patcher],
-                       memory_required=unet_memory(model, options.sampler.chunk_frames, latent_hw, guidance,
-                                                   chunks=options.sampler.batch_chunks))
+        plain_unet, whisper = model.load_all(vae, unet_memory(model, options.sampler.chunk_frames, latent_hw, guidance,
+                                                              chunks=options.sampler.batch_chunks))
         progress = cc.Progress(1)
 
         def on_progress(stage: str, done: int, total: int) -> None:
             progress.set(done, total)
 
-        unet = cc.module_of(model.unet)
+        unet = plain_unet
         if options.compile:  # the session's cached wrapper (the runner leaves an already compiled U-Net as it is)
             unet = compiled_unet(unet, device=model.unet.load_device, frames=options.sampler.chunk_frames,
                                  fixed_batch=options.sampler.batch_chunks)
-            if unet is cc.module_of(model.unet):  # compiling is impossible here (warned once already)
+            if unet is plain_unet:  # compiling is impossible here (warned once already)
                 options.compile = False
-        nets = LipsyncModels(unet=unet, whisper=cc.module_of(model.whisper), resolution=model.resolution)
+        nets = LipsyncModels(unet=unet, whisper=whisper, resolution=model.resolution)
         report = lipsync_file(nets, adapter, video_file, audio_file, output, options, device=model.unet.load_device,
                               dtype=model.dtype, progress=on_progress)
         log.info("LatentSync: %s", report.summary())

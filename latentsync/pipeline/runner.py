@@ -3,7 +3,8 @@
 Memory does not grow with the video: faces are detected in a first pass that keeps only three points per frame;
 the second pass decodes, aligns, generates, composites and encodes one window of frames at a time. The random
 state, the alignment smoother and the chunking are those of one upstream call, so the output equals the one-shot
-result. Both the command line and the path-based ComfyUI node call :func:`lipsync_file`.
+result. Both the command line and the path-based ComfyUI node call :func:`lipsync_file`; the work on each window
+goes through the same stage functions as the node graph (:mod:`latentsync.pipeline.stages`).
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Callable, ContextManager, Optional, Sequence, Union
+from typing import Callable, ContextManager, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from ..configs import NUM_FRAMES_PER_CHUNK
 from .face_report import NoFaceError, no_face_message
+from . import stages
 from .oom import MemoryPlan, free_cached_memory, run_shrinking
-from .sampler import LipsyncSampler, SamplerOptions
+from .sampler import SamplerOptions
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class RunOptions:
     detector: str = "auto"
     face_index: Union[int, str] = "largest"
     keep_silent_mouth: bool = False
+    smooth: bool = True  # upstream's alignment smoothing across frames (restarted at cuts)
     window_frames: int = NUM_FRAMES_PER_CHUNK  # frames decoded/generated/encoded per step; whole chunks
     crf: int = 18
     preset: str = "medium"  # x264 speed/size trade-off (ultrafast ... veryslow); quality is set by crf
@@ -52,6 +55,7 @@ class RunOptions:
     models_dirs: Sequence[str] = ()  # models roots/folders searched for the insightface files
     require_face: bool = False  # raise NoFaceError (before generating) when no frame has a usable face
     vae_batch: int = 16  # faces per VAE call (halved, like batch_chunks, when the device runs out of memory)
+    metadata: Mapping[str, str] = field(default_factory=dict)  # container tags of the mp4 (e.g. ComfyUI's workflow)
 
 
 @dataclass
@@ -231,14 +235,13 @@ def lipsync_file(
     """
     from ..audio.features import whisper_features
     from ..audio.waveform import load_audio, to_16k_mono
-    from ..audio.windows import frame_window_indices, frame_window_indices_at, frame_windows, upstream_frame_count
-    from ..face import align, restore
+    from ..audio.windows import upstream_frame_count
+    from ..face import align
     from ..face.detectors import create_detector
     from ..face.mask import fixed_mask
     from ..face.track import FaceTrack, FaceTracker, frame_signatures
     from ..io.video import VideoWriter
     from .length import plan_length
-    from .lipsync import generate_faces
 
     started = time.monotonic()
     device = torch.device(device)
@@ -306,7 +309,7 @@ def lipsync_file(
             n_out = plan.num_frames
     track = FaceTrack.concat(parts)
     resolution = models.resolution
-    matrices = track.matrices(resolution, align.AlignmentSmoother())
+    matrices = track.matrices(resolution, align.AlignmentSmoother() if options.smooth else None)
     found = torch.from_numpy(track.found)
     src = plan.source_index
     if n_out and not bool(found[src].any()):
@@ -316,53 +319,48 @@ def lipsync_file(
         log.warning("%s", message)
         notes.append(message.split(": ", 1)[1])
 
-    silent = torch.zeros(n_out, dtype=torch.bool)
+    silent = None
     if options.keep_silent_mouth:
-        from ..audio.silence import silent_frames
-
-        silent = silent_frames(wav16, n_out, float(fps))
-
-    apply = found[src] & ~silent
+        silent = stages.silent_mask(wav16, n_out, fps)
+    apply = stages.frames_to_paste(n_out, found[src], silent)
     # Variable frame rate: when the output keeps the source frames in order, audio windows follow the frames'
     # real timestamps and the output keeps them; otherwise (loops, still images) frames are evenly spaced.
     timestamps = None
     if source.is_vfr and n_out and bool(torch.equal(src, torch.arange(n_out))):
         pts = np.concatenate(stamps)[:n_out]
         timestamps = pts - pts[0]
-        windows_idx = frame_window_indices_at(features.shape[0], torch.from_numpy(timestamps))
-    else:
-        windows_idx = frame_window_indices(features.shape[0], n_out, float(fps))
+    times = None if timestamps is None else torch.from_numpy(timestamps)
     mask = fixed_mask(resolution)
-    latent_hw = (resolution // 8, resolution // 8)
     unet = models.unet
     if options.compile:
         from .compiled import maybe_compile
 
         unet = maybe_compile(unet, True, device=device, frames=sampler_options.chunk_frames,
                              fixed_batch=sampler_options.batch_chunks)
-    sampler = LipsyncSampler(unet, sampler_options, latent_hw=latent_hw, device=device, dtype=dtype)
+    video_plan = stages.plan_video(n_out, sampler_options, resolution)
+    sampler_options = video_plan.options  # the seed resolved; the memory plan still lowers its batch_chunks
+    sampler = stages.new_sampler(unet, video_plan, device=device, dtype=dtype)
     steps_total = sampler.steps_total(n_out)
     memory = MemoryPlan(batch_chunks=sampler_options.batch_chunks, vae_batch=max(1, int(options.vae_batch)))
-
-    def skip(start: int, stop: int) -> bool:
-        return not bool(apply[start:stop].any())
+    skip = stages.skip_test(apply)
 
     def process(a: int, b: int, source_frames: np.ndarray, plan_now: MemoryPlan) -> tuple:
-        """One window on the device: align, generate, composite; returns the frames on the host (pinned when on
-        CUDA, the copy still in flight) and the event that marks the copy done."""
+        """One window on the device: align, encode, sample, decode, composite; returns the frames on the host
+        (pinned when on CUDA, the copy still in flight) and the event that marks the copy done."""
         sampler_options.batch_chunks = plan_now.batch_chunks
         frames = torch.from_numpy(source_frames).to(device)
         mats = matrices[src[a:b]]
         with stage("align"):
-            faces = align.warp_faces(frames, mats, resolution)
+            faces = stages.align_faces(frames, mats, resolution)
         with stage("generate"):
-            generated = generate_faces(
-                unet, vae, faces, frame_windows(features, windows_idx[a:b]), mask, sampler_options,
-                device=device, dtype=dtype, sampler=sampler, skip_chunk=skip, callback=functools.partial(report, "sample"),
-                steps_total=steps_total, vae_batch=plan_now.vae_batch,
-            )
+            encoded = stages.encode(vae, faces, mask, batch_size=plan_now.vae_batch)
+            windows = stages.audio_windows(features, b - a, fps, start_frame=a,
+                                           timestamps=None if times is None else times[a:b])
+            latents = sampler.sample_vae_latents(encoded, windows, skip_chunk=skip,
+                                                 callback=functools.partial(report, "sample"), steps_total=steps_total)
+            generated = stages.decode(vae, latents, faces, mask, batch_size=plan_now.vae_batch)
         with stage("composite"):
-            out = restore.composite(frames, generated, mats.to(device), resolution, apply=apply[a:b].to(device))
+            out = stages.composite(frames, generated, mats.to(device), resolution, apply=apply[a:b].to(device))
             if device.type != "cuda":
                 return out.cpu(), None
             host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
@@ -403,7 +401,8 @@ def lipsync_file(
     # The writer is closed last (the executors wait for their jobs first); on an error, queued writes are dropped.
     queued: deque = deque()
     with VideoWriter(output_path, fps, audio=(waveform, sample_rate), crf=options.crf, preset=options.preset,
-                     overwrite=options.overwrite, timestamps=timestamps) as writer, \
+                     overwrite=options.overwrite, timestamps=timestamps,
+                     metadata=dict(options.metadata) or None) as writer, \
             ThreadPoolExecutor(1, thread_name_prefix="latentsync-decode") as reader, \
             ThreadPoolExecutor(1, thread_name_prefix="latentsync-encode") as encoder, \
             _cancel_on_error(queued):
@@ -421,6 +420,6 @@ def lipsync_file(
     return RunReport(
         output=output_path, frames=n_out, fps=fps, detector=track.detector,
         missing_face_frames=torch.nonzero(~found[src]).flatten().tolist(),
-        silent_frames=int(silent.sum()), cuts=track.cut_frames,
+        silent_frames=0 if silent is None else int(silent.sum()), cuts=track.cut_frames,
         seconds=time.monotonic() - started, seed=sampler.seed, notes=notes,
     )

@@ -1,9 +1,19 @@
 """Chunked, classifier-free-guided DDIM denoising of the mouth region, in upstream's random-number order.
 
 Upstream draws, from one generator: the initial noise frame (shared by every frame of the video), then per
-16-frame chunk a posterior sample of the masked-face latents and one of the reference-face latents. The encoder
-moments are computed beforehand (possibly by another node); the draws happen here, in that order, so the split
-node graph and the streaming CLI give the same numbers as upstream's single call.
+16-frame chunk a posterior sample of the masked-face latents and one of the reference-face latents (DDIM with
+eta 0 draws nothing more). The encoder moments are computed beforehand (possibly by another node); the draws
+happen here, in that order, so the split node graph and the streaming CLI give the same numbers as upstream's
+single call.
+
+Every chunk draws the same shapes whatever its content, so the random state at the start of chunk k is known
+without computing chunks 0..k-1: a sampler made with ``start_frame`` draws the initial noise and then draws and
+discards exactly the earlier chunks' posterior samples (same shapes, dtype, device and order). Any chunk can thus
+be computed alone, in any process, and equal the one-shot run bit for bit (see ``stages.generate_chunks``).
+
+Latent units: the U-Net works on scaled latents (``vae.to_unet_latents``); everything crossing the VAE or a
+ComfyUI LATENT is unscaled. ``sample`` returns U-Net units (upstream's final latents); ``sample_vae_latents`` the
+same in VAE units.
 """
 
 from __future__ import annotations
@@ -20,10 +30,9 @@ from ..configs import (
     DEFAULT_STEPS,
     LATENT_CHANNELS,
     NUM_FRAMES_PER_CHUNK,
-    VAE_SCALING_FACTOR,
-    VAE_SHIFT_FACTOR,
 )
 from .ddim import DDIMSchedule
+from .vae import to_unet_latents, to_vae_latents
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``callback(steps_done, steps_total)`` after every U-Net step; may raise to cancel."""
@@ -91,7 +100,9 @@ class LipsyncSampler:
     """Denoises chunks in order with one generator; create once per video (its state spans the whole video).
 
     Feeding the video in several calls of whole chunks gives exactly the one-call result, which is what the
-    streaming path relies on.
+    streaming path relies on. ``start_frame`` (a multiple of ``options.chunk_frames``) starts at that frame of
+    the video: the earlier chunks' draws are taken and discarded, so the result equals those frames of the
+    one-shot run.
     """
 
     def __init__(
@@ -102,8 +113,12 @@ class LipsyncSampler:
         latent_hw: tuple[int, int],
         device: torch.device | str,
         dtype: torch.dtype,
+        start_frame: int = 0,
     ):
         options.validate()
+        if start_frame < 0 or start_frame % options.chunk_frames:
+            raise ValueError(f"start_frame must be a chunk boundary (a multiple of chunk_frames = "
+                             f"{options.chunk_frames}), got {start_frame}")
         self.unet = unet
         self.options = options
         self.device = torch.device(device)
@@ -117,8 +132,11 @@ class LipsyncSampler:
         h, w = latent_hw
         # One noise frame repeated over every frame of the video (upstream quirk 9); it is the first draw.
         self.noise = self._randn((1, LATENT_CHANNELS, 1, h, w), dtype)
-        self.frames_done = 0
+        self.frames_done = start_frame
         self.steps_done = 0  # U-Net steps over every call, so progress runs on across streaming windows
+        # Earlier chunks whose posterior draws are still to be discarded (done on the first ``sample``, when the
+        # moments' dtype, which the draws use, is known).
+        self._chunks_to_skip = start_frame // options.chunk_frames if options.posterior == "sample" else 0
 
     def _randn(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         # On the execution device the draw is in the model's dtype, as upstream draws it; on the CPU it is float32
@@ -126,6 +144,15 @@ class LipsyncSampler:
         draw = torch.float32 if self._noise_device.type == "cpu" else dtype
         x = torch.randn(shape, generator=self.generator, device=self._noise_device, dtype=draw)
         return x.to(self.device, dtype)
+
+    def _fast_forward(self, dtype: torch.dtype, latent_hw: tuple[int, int]) -> None:
+        """Draw and discard the posterior samples of the chunks before ``start_frame``, as ``_posterior`` draws
+        them (masked then reference, ``chunk_frames`` frames each): cheap, and exact on every generator."""
+        draw = torch.float32 if self._noise_device.type == "cpu" else dtype
+        shape = (self.options.chunk_frames, LATENT_CHANNELS, *latent_hw)
+        for _ in range(2 * self._chunks_to_skip):
+            torch.randn(shape, generator=self.generator, device=self._noise_device, dtype=draw)
+        self._chunks_to_skip = 0
 
     def _posterior(self, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         mean = mean.to(self.device)
@@ -137,11 +164,11 @@ class LipsyncSampler:
     def snapshot(self) -> tuple:
         """The random state and progress counters, for :meth:`restore` (retrying a window after running out of
         memory gives the result the first attempt would have given)."""
-        return self.generator.get_state(), self.frames_done, self.steps_done
+        return self.generator.get_state(), self.frames_done, self.steps_done, self._chunks_to_skip
 
     def restore(self, state: tuple) -> None:
         """Go back to a :meth:`snapshot`."""
-        rng, self.frames_done, self.steps_done = state
+        rng, self.frames_done, self.steps_done, self._chunks_to_skip = state
         self.generator.set_state(rng)
 
     def steps_total(self, num_frames: int) -> int:
@@ -167,6 +194,8 @@ class LipsyncSampler:
         """
         num_frames = encoded.num_frames
         opts = self.options
+        if self._chunks_to_skip:
+            self._fast_forward(encoded.masked_mean.dtype, tuple(encoded.masked_mean.shape[-2:]))
         bounds = chunk_bounds(num_frames, opts.chunk_frames)
         done = self.steps_done
         total = steps_total if steps_total is not None else done + len(bounds) * opts.steps
@@ -176,10 +205,12 @@ class LipsyncSampler:
         pending: list[tuple[int, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]] = []
         for start, stop in bounds:
             part = encoded.slice(start, stop)
-            masked = (self._posterior(part.masked_mean, part.masked_logvar) - VAE_SHIFT_FACTOR) * VAE_SCALING_FACTOR
-            ref = (self._posterior(part.ref_mean, part.ref_logvar) - VAE_SHIFT_FACTOR) * VAE_SCALING_FACTOR
+            masked = to_unet_latents(self._posterior(part.masked_mean, part.masked_logvar))
+            ref = to_unet_latents(self._posterior(part.ref_mean, part.ref_logvar))
             if skip_chunk is not None and skip_chunk(self.frames_done + start, self.frames_done + stop):
-                out.append(ref.to(self.dtype))
+                # contiguous: the moments may come channels-last, and torch.cat keeps its first input's layout,
+                # which the VAE's convolutions round differently; every chunk's latents leave in one layout.
+                out.append(ref.to(self.dtype).contiguous())
                 continue
             out.append(None)
             audio = None if audio_windows is None else audio_windows[start:stop]
@@ -204,6 +235,10 @@ class LipsyncSampler:
         if not out:
             return torch.empty(0, LATENT_CHANNELS, *self.noise.shape[-2:], device=self.device)
         return torch.cat(out)
+
+    def sample_vae_latents(self, encoded: EncodedFaces, audio_windows: Optional[torch.Tensor], **kwargs) -> torch.Tensor:
+        """:meth:`sample` with the latents in VAE (unscaled, LATENT) units, ready for ``decode``."""
+        return to_vae_latents(self.sample(encoded, audio_windows, **kwargs))
 
     def _unet_batch(self, masked: list[torch.Tensor], ref: list[torch.Tensor], mask_latent: torch.Tensor,
                     audio: Optional[list[torch.Tensor]]) -> tuple[torch.Tensor, Optional[torch.Tensor], int]:
@@ -313,12 +348,20 @@ def encode_faces(vae, faces: torch.Tensor, mask: torch.Tensor, *, batch_size: in
 
 
 def decode_faces(vae, latents: torch.Tensor, ref_faces: torch.Tensor, mask: torch.Tensor, *, batch_size: int = 16) -> torch.Tensor:
-    """Scaled latents (F,4,h,w) -> faces in [-1,1] (F,3,R,R) with everything outside the mouth taken from the reference."""
+    """Scaled (U-Net unit) latents (F,4,h,w) -> faces in [-1,1] (F,3,R,R), everything outside the mouth from the
+    reference (upstream's final step; :func:`decode_vae_latents` takes VAE units)."""
+    return decode_vae_latents(vae, to_vae_latents(latents), ref_faces, mask, batch_size=batch_size)
+
+
+def decode_vae_latents(vae, latents: torch.Tensor, ref_faces: torch.Tensor, mask: torch.Tensor, *,
+                       batch_size: int = 16) -> torch.Tensor:
+    """Unscaled (VAE / LATENT unit) latents (F,4,h,w) -> faces in [-1,1] (F,3,R,R), everything outside the mouth
+    taken from the reference faces (uint8 aligned faces, or already normalised pixels)."""
     from ..face.restore import paste_mouth
 
     out = []
     for z, ref in zip(latents.split(batch_size), ref_faces.split(batch_size)):
-        decoded = vae.decode(z / VAE_SCALING_FACTOR + VAE_SHIFT_FACTOR)
+        decoded = vae.decode(z)
         ref_pixels = ref.to(decoded.device)
         if ref_pixels.dtype == torch.uint8:
             from ..face.mask import prepare_face_inputs

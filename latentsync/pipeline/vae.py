@@ -1,8 +1,9 @@
 """The VAE behind a small interface: posterior moments out, pixels back.
 
 The pipeline needs the posterior (mean, logvar) rather than one sample so that it can draw the samples itself in
-upstream's random-number order. Latents crossing this interface are unscaled (as ComfyUI's LATENTs); the sampler
-applies LatentSync's 0.18215.
+upstream's random-number order. Latents crossing this interface are unscaled (as ComfyUI's LATENTs). The U-Net
+works on scaled latents; :func:`to_unet_latents` and :func:`to_vae_latents` are the one place where the units
+change (LatentSync's 0.18215, no shift).
 """
 
 from __future__ import annotations
@@ -10,6 +11,18 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import torch
+
+from ..configs import VAE_SCALING_FACTOR, VAE_SHIFT_FACTOR
+
+
+def to_unet_latents(z: torch.Tensor) -> torch.Tensor:
+    """VAE (unscaled, LATENT) units -> the U-Net's scaled units."""
+    return (z - VAE_SHIFT_FACTOR) * VAE_SCALING_FACTOR
+
+
+def to_vae_latents(z: torch.Tensor) -> torch.Tensor:
+    """The U-Net's scaled units -> VAE (unscaled, LATENT) units."""
+    return z / VAE_SCALING_FACTOR + VAE_SHIFT_FACTOR
 
 
 @runtime_checkable
