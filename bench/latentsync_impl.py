@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from latentsync.configs import RESOLUTION_BY_VERSION, unet_config  # noqa: E402
-from latentsync.pipeline.models import LipsyncModels  # noqa: E402
+from latentsync.pipeline.loading import LipsyncModels  # noqa: E402
 from latentsync.pipeline.runner import RunOptions, lipsync_file  # noqa: E402
 from latentsync.pipeline.sampler import SamplerOptions  # noqa: E402
 

@@ -43,7 +43,7 @@ class JobRunner:
     """One invocation's jobs, with the settings that make up their cache keys."""
 
     def __init__(self, args: argparse.Namespace, jobs: list[Job], device: Any):
-        from .pipeline.models import pick_dtype
+        from .pipeline.loading import pick_dtype
 
         self.args, self.jobs, self.device = args, jobs, device
         self.dtype = pick_dtype(device, args.dtype)
@@ -181,7 +181,7 @@ class JobRunner:
 def load_everything(args: argparse.Namespace, device: Any, dtype: Any) -> Any:
     """Find (or download) the model files and load them; returns the loaded models (their ``files`` and ``vae``)."""
     from . import model_files as mf
-    from .pipeline.models import load_models
+    from .pipeline.loading import load_models
 
     root = args.models_dir or default_models_dir()
     unet_spec = mf.UNET_FILES[args.version]

@@ -103,7 +103,7 @@ def check_torch(diag: Diagnosis) -> None:
     if mps is not None and mps.is_available():
         sec.add(OK, "Apple MPS is available")
     from .cli import resolve_device
-    from .pipeline.models import pick_dtype
+    from .pipeline.loading import pick_dtype
 
     device = resolve_device("auto")
     dtype = str(pick_dtype(device)).replace("torch.", "")

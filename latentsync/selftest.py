@@ -116,7 +116,7 @@ def run_selftest(device: str = "auto", output: Optional[str] = None, steps: int 
         def load() -> str:
             import torch
 
-            from .pipeline.models import load_models
+            from .pipeline.loading import load_models
 
             files = state["files"]
             state["models"] = load_models(str(files.unet), str(files.whisper), device=dev, dtype=torch.float32,

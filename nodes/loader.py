@@ -150,7 +150,7 @@ class LoadLatentSyncModel:
 
         from ..latentsync.models.unet import load_unet
         from ..latentsync.models.whisper import load_whisper_encoder
-        from ..latentsync.pipeline.models import guess_version, unet_spec, whisper_fit_problem
+        from ..latentsync.pipeline.loading import guess_version, unet_spec, whisper_fit_problem
         from . import comfy_compat as cc
         from .types import LatentSyncModel
 

@@ -107,7 +107,7 @@ class LatentSyncVideoFile:
 
         from ..latentsync.io.image import is_image_path
         from ..latentsync.io.video import probe_video
-        from ..latentsync.pipeline.models import LipsyncModels
+        from ..latentsync.pipeline.loading import LipsyncModels
         from ..latentsync.pipeline.runner import RunOptions, lipsync_file
         from ..latentsync.pipeline.sampler import SamplerOptions
         from . import comfy_compat as cc

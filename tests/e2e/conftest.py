@@ -83,7 +83,7 @@ def variants(media, tmp_path_factory):
 @pytest.fixture(scope="session")
 def loaded(models):
     """The tiny models loaded once (CPU, fp32) for in-process runs of the file pipeline."""
-    from latentsync.pipeline.models import load_models
+    from latentsync.pipeline.loading import load_models
 
     return load_models(str(models["unet"]), str(models["whisper"]), device="cpu", dtype=torch.float32,
                        vae_path=str(models["vae"]))

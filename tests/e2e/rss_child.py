@@ -76,7 +76,7 @@ def main() -> None:
     from cpu_torchvision import stub_registrations_if_needed
 
     stub_registrations_if_needed()
-    from latentsync.pipeline.models import load_models
+    from latentsync.pipeline.loading import load_models
     from latentsync.pipeline.runner import RunOptions, lipsync_file
     from latentsync.pipeline.sampler import SamplerOptions
 

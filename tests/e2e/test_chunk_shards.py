@@ -14,7 +14,7 @@ from latentsync.audio.features import whisper_features
 from latentsync.audio.waveform import load_audio, to_16k_mono
 from latentsync.face.mask import fixed_mask
 from latentsync.pipeline import stages
-from latentsync.pipeline.models import load_models
+from latentsync.pipeline.loading import load_models
 from latentsync.pipeline.sampler import SamplerOptions
 from latentsync.tiny_models import write_tiny_models
 
