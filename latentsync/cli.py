@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--video", "-v", help="input video file, or a still image (png/jpg/webp)")
     io.add_argument("--audio", "-a", help="driving audio file (wav, mp3, m4a, flac, ogg, or a video's audio track)")
     io.add_argument("--output", "-o", help="output mp4 (default: <video stem>_lipsync.mp4 beside the video)")
+    io.add_argument("--fix-offset", action="store_true",
+                    help="measure the audio's offset to the lips with SyncNet (first 30 s, as upstream's data "
+                    "preprocessing) and shift the audio by it before the run; for audio that is the video's own "
+                    "speech (e.g. a cleaned take); needs auxiliary/syncnet_v2.model and sfd_face.pth")
     io.add_argument("--batch", help="a folder of videos (each with a same-stem audio file beside it) or a list file "
                     "with one 'video<TAB>audio[<TAB>output]' line per job; finished outputs are skipped")
     io.add_argument("--output-dir", help="where batch outputs go (default: beside each video; created if missing)")

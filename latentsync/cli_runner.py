@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .batch_manifest import Manifest, ManifestEntry, default_manifest_path, manifest_path_problem
 from .cli_checks import UsageError
@@ -90,7 +92,7 @@ class JobRunner:
                 "posterior": "mean" if a.posterior_mean else "sample", "length_policy": a.length_policy,
                 "keep_silent_mouth": a.keep_silent_mouth, "detector": detector, "face_index": a.face_index,
                 "crf": a.crf, "x264_preset": a.preset, "still_fps": a.fps, "device": self.device.type,
-                "dtype": str(self.dtype)}
+                "dtype": str(self.dtype), **({"fix_offset": True} if getattr(a, "fix_offset", False) else {})}
 
     def key(self, job: Job, models: Optional[dict[str, str]] = None) -> Optional[str]:
         """The job's cache key, or None without a cache or before every model file is on disk."""
@@ -215,14 +217,42 @@ def run_options(args: argparse.Namespace, models: Any, device: Any) -> Any:
     )
 
 
+def prepare_audio(runner: JobRunner, job: Job) -> tuple[str, Optional[Outcome], Callable[[], None]]:
+    """The job's audio path, a failure Outcome or None, and a clean-up: with ``--fix-offset`` the audio shifted by
+    SyncNet's measured offset into a temporary wav (see latentsync/metrics/offset.py), else the file as given."""
+    if not getattr(runner.args, "fix_offset", False):
+        return job.audio, None, lambda: None
+    from .metrics.offset import FileOffsetFixer
+    from .model_files import ModelFilesMissing
+
+    if getattr(runner, "offset_fixer", None) is None:
+        runner.offset_fixer = FileOffsetFixer(runner.root, runner.device, allow_download=not runner.args.no_download)
+    tmp = tempfile.mkdtemp(prefix="latentsync_offset_")
+    cleanup = lambda: shutil.rmtree(tmp, ignore_errors=True)  # noqa: E731
+    fixed = os.path.join(tmp, Path(job.audio).stem + "_offset.wav")
+    try:
+        record = runner.offset_fixer.fix(job.video, job.audio, fixed)
+    except ModelFilesMissing as exc:
+        cleanup()
+        return job.audio, Outcome("failed", f"--fix-offset: {exc}", EXIT_MODELS), lambda: None
+    except (OSError, ValueError) as exc:
+        cleanup()
+        return job.audio, Outcome("failed", f"--fix-offset: {exc}", EXIT_INPUT), lambda: None
+    log.info("%s: --fix-offset: %s", Path(job.video).name, record.report())
+    return (fixed if record.applied else job.audio), None, cleanup
+
+
 def run_one(runner: JobRunner, job: Job, label: str, models: Any, options: Any, dtype: Any) -> Outcome:
     """Lip-sync one job; every expected failure becomes an Outcome (interrupts propagate)."""
     from .pipeline.face_report import NoFaceError
     from .pipeline.runner import lipsync_file
 
+    audio, failed, cleanup = prepare_audio(runner, job)  # --fix-offset: shifted to the lips
+    if failed is not None:
+        return failed
     progress = Progress(not runner.args.quiet, label)
     try:
-        report = lipsync_file(models, models.vae, job.video, job.audio, job.output, options, device=runner.device,
+        report = lipsync_file(models, models.vae, job.video, audio, job.output, options, device=runner.device,
                               dtype=dtype, progress=progress)
     except NoFaceError as exc:
         return Outcome("failed", f"{exc} (--require-face: nothing was written)", EXIT_NO_FACE)
@@ -232,6 +262,7 @@ def run_one(runner: JobRunner, job: Job, label: str, models: Any, options: Any, 
         return Outcome("failed", str(exc), EXIT_ERROR)
     finally:
         progress.close()
+        cleanup()
     runner.remember(job, report, dict(models.files))
     return Outcome("no_face" if report.no_face else "done", report.summary(), report=report)
 

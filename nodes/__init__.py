@@ -6,11 +6,11 @@ node runs. Node IDs and input names are frozen: saved workflows refer to them.
 
 from __future__ import annotations
 
-from . import (audio_embed, face_align, load_media, loader, match_length, mux, sampler, sync_score, vae_decode,
-               vae_encode, video_file)
+from . import (audio_embed, audio_offset, face_align, load_media, loader, match_length, mux, sampler, sync_score,
+               vae_decode, vae_encode, video_file)
 
 _MODULES = (loader, audio_embed, face_align, vae_encode, sampler, vae_decode, mux, match_length, load_media, video_file,
-            sync_score)
+            sync_score, audio_offset)
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
