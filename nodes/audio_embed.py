@@ -13,7 +13,8 @@ log = logging.getLogger(__name__)
 class LatentSyncWhisperAudioEmbed:
     """Resamples the audio to 16 kHz mono and runs the Whisper encoder over it in 30 s windows (as upstream)."""
 
-    CATEGORY = "LatentSync"
+    CATEGORY = "LatentSync/stages"
+    SEARCH_ALIASES = ["whisper", "audio encoder", "speech features"]
     DESCRIPTION = (
         "Turns an AUDIO (any sample rate and channel count: LoadAudio, a TTS node, LatentSync Load Video) into "
         "Whisper encoder features, 50 per second, exactly as upstream LatentSync computes them. fps is the frame "
@@ -67,7 +68,28 @@ class LatentSyncWhisperAudioEmbed:
         )
         log.info("LatentSync audio: %.2f s -> %d feature rows -> %d frames at %.3f fps",
                  result.duration, features.shape[0], frames, result.fps)
-        return (result,)
+        text, warn = _speech_summary(result.waveform16k, frames, result.fps, result.duration)
+        if warn:
+            log.warning("LatentSync Whisper Audio Embed: %s", text)
+        return {"ui": {"latentsync_badge": [{"text": text, "warn": warn}]}, "result": (result,)}
+
+
+SILENT_DBFS = -60.0  # the silence detector's absolute floor: quieter than this everywhere = no speech at all
+
+
+def _speech_summary(wav16k, frames: int, fps: float, seconds: float) -> tuple[str, bool]:
+    """The line shown under the node: length, and whether (or where) the audio is silent. A silent clip makes the
+    sampler draw a mouth for silence on every frame unless its keep_silent_mouth is on, hence the warning."""
+    from ..latentsync.audio.silence import block_levels_db, silent_frames
+
+    text = f"{seconds:.2f} s · {frames} frames at {fps:.3g} fps"
+    if wav16k.numel() == 0 or float(block_levels_db(wav16k).max()) < SILENT_DBFS:
+        return ("silent audio: no speech to sync (the Sampler's keep_silent_mouth keeps the original mouth) · "
+                + text), True
+    quiet = int(silent_frames(wav16k, frames, fps).sum()) if frames > 0 else 0
+    if quiet:
+        text += f" · pauses in {quiet}/{frames} frames"
+    return text, False
 
 
 def _whisper_memory(num_samples: int, patcher) -> int:

@@ -74,7 +74,8 @@ def _as_bool(x: Any) -> "torch.Tensor":
 class LatentSyncFaceAlignCrop:
     """Detects faces, keeps one face per frame (stable identity), aligns it to LatentSync's template crop."""
 
-    CATEGORY = "LatentSync"
+    CATEGORY = "LatentSync/stages"
+    SEARCH_ALIASES = ["face detect", "face crop", "face align"]
     DESCRIPTION = (
         "Finds the face to lip-sync in every frame, follows the same person across frames and warps it to "
         "LatentSync's aligned square crop (256 px for 1.5, 512 px for 1.6). Frames without a usable face are "

@@ -57,6 +57,12 @@ def _require_file(name: str, path: str, what: str) -> None:
         raise AccessError(problem)
 
 
+def _with_badge(result: tuple, text: str, warn: bool) -> dict:
+    """The node's outputs plus a line the editor shows under the node (web/latentsync.js keeps it in the node's
+    properties, so it survives a reload); a warning is also logged, as before."""
+    return {"ui": {"latentsync_badge": [{"text": text, "warn": warn}]}, "result": result}
+
+
 def silent_audio(seconds: float, rate: int = 16000) -> dict:
     import torch
 
@@ -66,7 +72,8 @@ def silent_audio(seconds: float, rate: int = 16000) -> dict:
 class LatentSyncLoadVideo:
     """Loads a video's frames, audio track, frame rate and frame count."""
 
-    CATEGORY = "LatentSync"
+    CATEGORY = "LatentSync/loaders"
+    SEARCH_ALIASES = ["Load Video", "video loader", "lip sync video"]
     DESCRIPTION = (
         "Loads a video from ComfyUI's input folder (upload button) or from a path: frames as IMAGE (upright, "
         "rotation applied; a still image gives one frame), its audio track as AUDIO (silence if it has none), fps "
@@ -127,7 +134,8 @@ class LatentSyncLoadVideo:
         file = paths.resolve_input(video, path, "video")
         if is_image_path(file):  # a still: one upright frame, its size checked before decoding
             still = torch.from_numpy(read_image(file)).float().div_(255.0)[None]
-            return (still, silent_audio(1 / STILL_FPS), STILL_FPS, 1)
+            return _with_badge((still, silent_audio(1 / STILL_FPS), STILL_FPS, 1),
+                               "a still image: 1 frame, no audio track (its audio output is silence)", True)
         info = probe_video(file)
         fps = float(info.fps)
         count = None if frame_load_cap <= 0 else int(frame_load_cap)
@@ -155,16 +163,20 @@ class LatentSyncLoadVideo:
             wave, rate = load_audio(file)
             a, b = int(round(start_s * rate)), int(round((start_s + seconds) * rate))
             audio = {"waveform": wave[:, a:b].unsqueeze(0).contiguous(), "sample_rate": rate}
+            note = None
         else:
             log.warning("LatentSync Load Video: %s has no audio track; returning silence.", file)
             audio = silent_audio(seconds)
-        return (images, audio, fps, int(images.shape[0]))
+            note = "no audio track: its audio output is silence"
+        return _with_badge((images, audio, fps, int(images.shape[0])),
+                           f"{images.shape[0]} frames · {fps:.3g} fps" + (f" · {note}" if note else ""), bool(note))
 
 
 class LatentSyncLoadAudio:
     """Loads the audio of any audio or video file as AUDIO."""
 
-    CATEGORY = "LatentSync"
+    CATEGORY = "LatentSync/loaders"
+    SEARCH_ALIASES = ["Load Audio", "audio loader", "speech", "voice"]
     DESCRIPTION = (
         "Loads an audio file (wav, mp3, flac, ogg/opus, m4a...) or the audio track of a video from ComfyUI's "
         "input folder or a path, at its own sample rate and channels (for ComfyUI versions without Load Audio)."
@@ -179,8 +191,9 @@ class LatentSyncLoadAudio:
         return {
             "required": {
                 "audio": (paths.input_files(AUDIO_SUFFIXES + VIDEO_SUFFIXES, "audio"), {
-                    "tooltip": "An audio (or video) file in ComfyUI's input folder (copy it there, upload it with the "
-                               "core Load Audio node, or give a path below).",
+                    "audio_upload": True,
+                    "tooltip": "An audio (or video) file in ComfyUI's input folder (use the upload button, or give a "
+                               "path below).",
                 }),
             },
             "optional": {

@@ -91,7 +91,8 @@ def _load_vae(path: str) -> Any:
 class LoadLatentSyncModel:
     """Loads LatentSync's U-Net and Whisper encoder plus the SD VAE; downloads official files when allowed."""
 
-    CATEGORY = "LatentSync"
+    CATEGORY = "LatentSync/loaders"
+    SEARCH_ALIASES = ["lip sync model", "lipsync", "LatentSync model", "load checkpoint"]
     DESCRIPTION = (
         "Loads a LatentSync 1.5 (256 px) or 1.6 (512 px) U-Net, the Whisper tiny audio encoder and the "
         "sd-vae-ft-mse VAE from models/latentsync and models/vae. Official files missing on disk are downloaded "

@@ -28,7 +28,8 @@ def audio_frame_count(audio: Mapping[str, Any], fps: float) -> int:
 class LatentSyncMatchLength:
     """Plans the output length from the video and audio lengths and applies it to both."""
 
-    CATEGORY = "LatentSync"
+    CATEGORY = "LatentSync/tools"
+    SEARCH_ALIASES = ["loop video", "ping pong", "trim", "pad audio", "match audio length"]
     DESCRIPTION = (
         "Matches the video frames to the audio before lip-syncing. pingpong (upstream LatentSync): output as long "
         "as the audio, the video played forward, backward, forward... (a longer video is cut); loop: forward "
@@ -37,12 +38,14 @@ class LatentSyncMatchLength:
         "the whole audio. The audio comes back trimmed or padded to frames / fps."
     )
     FUNCTION = "match"
-    RETURN_TYPES = ("IMAGE", "AUDIO", "INT")
-    RETURN_NAMES = ("images", "audio", "frame_count")
+    RETURN_TYPES = ("IMAGE", "AUDIO", "INT", "FLOAT")  # fps last: links saved before it existed stay valid
+    RETURN_NAMES = ("images", "audio", "frame_count", "fps")
     OUTPUT_TOOLTIPS = (
         "The frames re-ordered / repeated / cut to the planned length.",
         "The audio trimmed or padded with silence to frame_count / fps seconds (original rate and channels).",
         "Number of output frames.",
+        "The frame rate of the frames (the fps input), to link to Whisper Audio Embed and the mux so one widget "
+        "sets it for the whole graph.",
     )
 
     @classmethod
@@ -80,7 +83,7 @@ class LatentSyncMatchLength:
                      "sample_rate": rate}
         log.info("LatentSync match length (%s): %d video frames, audio %d frames -> %d frames",
                  policy, images.shape[0], audio_frames, plan.num_frames)
-        return (frames, out_audio, int(plan.num_frames))
+        return (frames, out_audio, int(plan.num_frames), float(fps))
 
 
 NODE_CLASS_MAPPINGS = {"LatentSyncMatchLength": LatentSyncMatchLength}

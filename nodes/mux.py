@@ -75,7 +75,8 @@ def output_types() -> tuple[str, ...]:
 class LatentSyncMuxAudio:
     """Writes the lip-synced frames with their audio to an mp4 and passes everything on."""
 
-    CATEGORY = "LatentSync"
+    CATEGORY = "LatentSync/output"
+    SEARCH_ALIASES = ["Save Video", "save mp4", "Video Combine", "mux audio", "dub"]
     DESCRIPTION = (
         "Encodes the frames at the given fps with H.264 (libx264, crf) and muxes the audio as AAC into one mp4 in "
         "ComfyUI's output folder (temp folder when save_output is off), with the workflow in its metadata. No "

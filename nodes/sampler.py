@@ -86,7 +86,8 @@ def encoded_from_latent(latent: dict) -> Any:
 class LatentSyncSampler:
     """Repaints the mouth latents of every frame from the audio, 16 frames at a time, as upstream."""
 
-    CATEGORY = "LatentSync"
+    CATEGORY = "LatentSync/stages"
+    SEARCH_ALIASES = ["lip sync", "lipsync", "dub", "talking head", "KSampler"]
     DESCRIPTION = (
         "Generates the mouth region of every frame from the audio: DDIM with classifier-free guidance over "
         "16-frame chunks, upstream LatentSync's sampler (same noise order for a seed). Frame i uses the audio "

@@ -77,7 +77,8 @@ def _resolve(names: dict[str, str], allow_download: bool, check_only: bool = Fal
 class LatentSyncLoadSyncNet:
     """Loads SyncNet v2 and the S3FD face detector that upstream's sync confidence uses."""
 
-    CATEGORY = "LatentSync"
+    CATEGORY = "LatentSync/loaders"
+    SEARCH_ALIASES = ["SyncNet", "lip sync score model"]
     DESCRIPTION = (
         "Loads the networks of upstream LatentSync's lip-sync evaluation: SyncNet v2 (auxiliary/syncnet_v2.model) "
         "and the S3FD face detector (auxiliary/sfd_face.pth) from models/latentsync/auxiliary, downloading the "
@@ -147,7 +148,8 @@ def _curve_image(score: Any) -> Any:
 class LatentSyncSyncScore:
     """Upstream's SyncNet sync confidence, distance and offset of any frames + audio."""
 
-    CATEGORY = "LatentSync"
+    CATEGORY = "LatentSync/tools"
+    SEARCH_ALIASES = ["SyncNet", "lip sync score", "LSE-C", "LSE-D", "sync confidence"]
     DESCRIPTION = (
         "Scores how well the lips in the frames move with the audio, exactly as upstream LatentSync's "
         "eval_sync_conf.py: the video is taken at 25 fps, S3FD finds and tracks the faces (cuts split tracks), "

@@ -40,7 +40,8 @@ def reference_faces(latent: dict, faces: Any, start: int, stop: int, device: Any
 class LatentSyncVAEDecodeComposite:
     """Decodes faces, keeps everything outside the mouth from the reference, blends them into the frames."""
 
-    CATEGORY = "LatentSync"
+    CATEGORY = "LatentSync/stages"
+    SEARCH_ALIASES = ["VAE Decode", "paste face", "composite"]
     DESCRIPTION = (
         "Decodes the sampled latents to faces, keeps all but the mouth region from the original face, then "
         "warps each face back into its frame with upstream's soft-edged paste. Pixels outside the pasted face, "

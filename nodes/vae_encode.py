@@ -34,7 +34,8 @@ def aligned_to_uint8(aligned: "torch.Tensor", resolution: int) -> "torch.Tensor"
 class LatentSyncMaskedVAEEncode:
     """Encodes the aligned faces twice: with the mouth masked out, and whole (the reference)."""
 
-    CATEGORY = "LatentSync"
+    CATEGORY = "LatentSync/stages"
+    SEARCH_ALIASES = ["VAE Encode", "mouth mask"]
     DESCRIPTION = (
         "Encodes the aligned faces with the VAE: once with the mouth region masked (what LatentSync repaints) and "
         "once unmasked (the identity reference). The LATENT's samples are the masked faces' posterior means "

@@ -23,7 +23,8 @@ SAMPLER_OPTIONAL = LatentSyncSampler.INPUT_TYPES()["optional"]
 class LatentSyncVideoFile:
     """The whole LatentSync pipeline on files, in bounded memory, writing an mp4."""
 
-    CATEGORY = "LatentSync"
+    CATEGORY = "LatentSync/output"
+    SEARCH_ALIASES = ["lip sync", "lipsync", "dub", "talking head", "Save Video", "video file"]
     DESCRIPTION = (
         "Runs the complete lip-sync on a video (or a still image) file and an audio file and writes an H.264/AAC "
         "mp4, without ever holding the whole video in memory: frames are decoded, aligned, generated, pasted "

@@ -1,5 +1,8 @@
-// LatentSync nodes: show what ran (detector, faces found, frames passed through), preview written videos on
-// the legacy frontend, and point to the model files. Adds no widgets, so saved workflows are unaffected.
+// LatentSync nodes: show what ran (detector, faces found, frames passed through, silent or missing audio) as a
+// badge kept in the node's properties (so a reload or a cached run keeps it), preview written videos on the legacy
+// frontend, give Load Audio core's upload button and player, put Load Video's upload button under its file list,
+// and point to the model files. Saved workflows keep loading: widget values are mapped by position, and the one
+// widget moved (Load Video's upload button) is mapped from either order.
 import { app } from "../../scripts/app.js";
 
 const EXTENSION = "latentsync.nodes";
@@ -31,6 +34,19 @@ function faceSummary(report) {
   const version = report.detector_version || "";
   text += ` · ${version.startsWith(report.detector) ? version : `${report.detector} ${version}`.trim()}`;
   return { text, warn: missing > 0 };
+}
+
+const BADGE_PROPERTY = "latentsync_badge";
+
+function badgeFromMessage(message) {
+  // Face Align Crop: its report; other nodes: a {text, warn} badge, or a plain text line.
+  const faces = message?.latentsync_faces?.[0];
+  if (faces) return faceSummary(faces);
+  const badge = message?.latentsync_badge?.[0];
+  if (badge?.text) return { text: String(badge.text), warn: !!badge.warn };
+  const summary = message?.text?.[0];
+  if (summary) return { text: String(summary), warn: /passed through/.test(summary) };
+  return null;
 }
 
 function drawBadge(node, ctx, badge) {
@@ -77,6 +93,36 @@ function showLegacyVideo(node, item) {
   node.setSize([node.size[0], node.computeSize([node.size[0], node.size[1]])[1]]);
 }
 
+function placeUploadUnderFileList(nodeType, nodeData, fileInput) {
+  // The new frontend's upload button ("upload", added by Comfy.UploadImage for video_upload) is created where
+  // input_order puts it: there, right under the file list, as core's Load Video has it. Its value is saved, so
+  // workflows saved with it last (before this change, or by ComfyUI without it) are mapped to the new order.
+  const required = nodeData.input?.required;
+  const order = nodeData.input_order?.required;
+  if (!required?.upload || !Array.isArray(order)) return;
+  nodeData.input_order.required = [fileInput, "upload", ...order.filter((n) => n !== fileInput && n !== "upload")];
+  const configure = nodeType.prototype.configure;
+  nodeType.prototype.configure = function (info) {
+    const values = info?.widgets_values;
+    if (Array.isArray(values) && values.length > 2 && values[1] !== "image" && values[values.length - 1] === "image") {
+      info = { ...info, widgets_values: [values[0], "image", ...values.slice(1, -1)] };
+    }
+    return configure.call(this, info);
+  };
+}
+
+function addAudioPlayer(nodeData) {
+  // Core's Load Audio gets an upload button (Comfy.UploadAudio adds "upload" for audio_upload) and a player
+  // ("audioUI", which Comfy.AudioWidget adds for core classes only). Both come after `path` (the upload button
+  // needs the player to exist first), so saved [audio, path] values keep their places.
+  const required = nodeData.input?.required;
+  if (!required?.upload) return; // a frontend without audio upload (e.g. 2024's): leave the node as it is
+  const upload = required.upload;
+  delete required.upload;
+  required.audioUI = ["AUDIO_UI", {}];
+  required.upload = upload;
+}
+
 app.registerExtension({
   name: EXTENSION,
 
@@ -85,15 +131,16 @@ app.registerExtension({
   },
 
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.category !== "LatentSync") return;
+    if (!String(nodeData.category || "").startsWith("LatentSync")) return;
 
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (message) {
       const result = onExecuted?.apply(this, arguments);
-      const faces = message?.latentsync_faces?.[0];
-      if (faces) this.latentsyncBadge = faceSummary(faces);
-      const summary = message?.text?.[0];
-      if (summary && !faces) this.latentsyncBadge = { text: summary, warn: /passed through/.test(summary) };
+      const badge = badgeFromMessage(message);
+      if (badge) {
+        this.properties = this.properties || {};
+        this.properties[BADGE_PROPERTY] = badge; // saved with the workflow: a reload shows it again
+      }
       const video = message?.latentsync_video?.[0];
       if (video && isLegacyFrontend()) showLegacyVideo(this, video);
       this.setDirtyCanvas?.(true, true);
@@ -103,9 +150,12 @@ app.registerExtension({
     const onDrawForeground = nodeType.prototype.onDrawForeground;
     nodeType.prototype.onDrawForeground = function (ctx) {
       const result = onDrawForeground?.apply(this, arguments);
-      drawBadge(this, ctx, this.latentsyncBadge);
+      drawBadge(this, ctx, this.properties?.[BADGE_PROPERTY]);
       return result;
     };
+
+    if (nodeData.name === "LatentSyncLoadVideo") placeUploadUnderFileList(nodeType, nodeData, "video");
+    if (nodeData.name === "LatentSyncLoadAudio") addAudioPlayer(nodeData);
 
     if (nodeData.name === "LoadLatentSyncModel" || nodeData.name === "LatentSyncFaceAlignCrop") {
       const getExtraMenuOptions = nodeType.prototype.getExtraMenuOptions;

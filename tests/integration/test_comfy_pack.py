@@ -81,7 +81,7 @@ def test_every_node_is_listed_with_docs(comfy):
     for node_id in NODE_IDS:
         assert node_id in info, f"{node_id} missing from /object_info"
         node = info[node_id]
-        assert node["category"] == "LatentSync"
+        assert node["category"].startswith("LatentSync/"), (node_id, node["category"])
         assert len(node.get("description", "")) > 40, node_id
         for section in ("required", "optional"):
             for name, spec in (node["input"].get(section) or {}).items():
