@@ -13,6 +13,7 @@ FROZEN_IDS = {
     "LoadLatentSyncModel", "LatentSyncWhisperAudioEmbed", "LatentSyncFaceAlignCrop", "LatentSyncMaskedVAEEncode",
     "LatentSyncSampler", "LatentSyncVAEDecodeComposite", "LatentSyncMuxAudio", "LatentSyncMatchLength",
     "LatentSyncLoadVideo", "LatentSyncLoadAudio", "LatentSyncVideoFile", "LatentSyncLoadSyncNet", "LatentSyncSyncScore",
+    "LatentSyncFixAudioOffset",
 }
 
 # The editor's node menu: LatentSync > loaders / stages / output / tools.
