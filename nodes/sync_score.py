@@ -108,13 +108,9 @@ class LatentSyncLoadSyncNet:
             }
         }
 
-    @classmethod
-    def VALIDATE_INPUTS(cls, syncnet, face_detector, download):
-        try:
-            _resolve({"syncnet": syncnet, "s3fd": face_detector}, bool(download), check_only=True)
-        except FileNotFoundError as exc:  # ModelFilesMissing is one
-            return str(exc)
-        return True
+    # No VALIDATE_INPUTS (as Load LatentSync Model): ComfyUI checks each dropdown against its list, one message on
+    # that input; whether a missing official file can be downloaded needs two inputs, and ComfyUI would repeat a
+    # VALIDATE_INPUTS message on each input it takes, so `load` checks that first (one message, on this node).
 
     def load(self, syncnet, face_detector, download):
         from ..latentsync.metrics.s3fd import load_s3fd

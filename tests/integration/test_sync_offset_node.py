@@ -49,7 +49,7 @@ def run(comfy, video: str, **kwargs) -> tuple[dict, dict, dict]:
 
 def test_node_is_listed_with_docs(sync_env):  # noqa: F811
     node = sync_env.object_info()["LatentSyncFixAudioOffset"]
-    assert node["category"] == "LatentSync" and node["display_name"] == "LatentSync Fix Audio Offset"
+    assert node["category"].startswith("LatentSync/") and node["display_name"] == "LatentSync Fix Audio Offset"
     assert node["output"] == ["AUDIO", "INT", "STRING"]
     for name, spec in node["input"]["required"].items():
         assert (spec[1] if len(spec) > 1 else {}).get("tooltip"), name

@@ -75,7 +75,7 @@ def test_nodes_are_listed_with_docs(sync_env):
     info = sync_env.object_info()
     for node_id in ("LatentSyncLoadSyncNet", "LatentSyncSyncScore"):
         node = info[node_id]
-        assert node["category"] == "LatentSync" and len(node["description"]) > 40
+        assert node["category"].startswith("LatentSync/") and len(node["description"]) > 40
         for name, spec in node["input"]["required"].items():
             assert (spec[1] if len(spec) > 1 else {}).get("tooltip"), f"{node_id}.{name}"
     choices = info["LatentSyncLoadSyncNet"]["input"]["required"]["syncnet"][0]
