@@ -57,9 +57,9 @@ class LatentSyncWhisperAudioEmbed:
         waveform, rate = audio_from_mapping(audio)
         wav16 = to_16k_mono(waveform, rate)
         patcher = model.whisper
-        cc.load_models([patcher], memory_required=_whisper_memory(wav16.numel(), patcher))
+        whisper = model.load_whisper(_whisper_memory(wav16.numel(), patcher))  # the model loads itself
         cc.check_interrupt()
-        features = whisper_features(cc.module_of(patcher), wav16, device=patcher.load_device, dtype=model.whisper_dtype)
+        features = whisper_features(whisper, wav16, device=patcher.load_device, dtype=model.whisper_dtype)
         features = features.to(device="cpu", dtype=torch.float32)
         frames = upstream_frame_count(features.shape[0], float(fps))
         result = LatentSyncAudio(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional
+from typing import Any
 
 from . import quality as presets
 from .checks import numbers_problem, require_numbers
