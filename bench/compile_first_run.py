@@ -28,7 +28,7 @@ def child(res: int, batch: int, kernels: str) -> dict:
     """One fresh process's view: compile seconds and steady step times."""
     import torch
 
-    sys.path[:0] = [str(REPO), str(REPO / "bench")]
+    sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "tools" / "device_checks")]
     from check_unet_device import random_model
 
     from latentsync.configs import unet_config

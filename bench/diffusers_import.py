@@ -2,7 +2,7 @@
 that the image's diffusers cannot use, and the shared harness may have put a name-only ``transformers`` stub first.
 
 Hiding both while diffusers loads makes it take its no-transformers path; they are restored afterwards. Used by the
-harness entry (``bench/harness/latentsync_pack_bench.py``) and ``bench/check_pipeline_device.py``.
+harness entry (``bench/harness/latentsync_pack_bench.py``) and ``tools/device_checks/check_pipeline_device.py``.
 """
 
 import importlib

@@ -21,6 +21,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "tools" / "device_checks"))  # check_unet_device: random_model, count_flops
 
 from check_unet_device import count_flops, random_model  # noqa: E402
 

@@ -1,7 +1,7 @@
 """A real CUDA out-of-memory in the middle of a video, at full model size: is the window redone with fewer chunks per
 U-Net call, are the windows before it kept, is the result the reference's, and does the memory come back?
 
-    python bench/check_oom_device.py [--res 512] [--frames 128] [--steps 3] [--json out.json]
+    python tools/device_checks/check_oom_device.py [--res 512] [--frames 128] [--steps 3] [--json out.json]
 
 A random full-size stage2 U-Net (1.27 B parameters, fp16) denoises ``frames`` frames in windows of 4 chunks with
 the runner's retry (``pipeline.oom.run_shrinking`` with the sampler's snapshot/restore). First the peak memory of
@@ -20,7 +20,8 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
 
 from latentsync.configs import unet_config  # noqa: E402
 from latentsync.models.unet import UNet3DConditionModel  # noqa: E402

@@ -3,9 +3,9 @@
 Needs only torch and this repository (safetensors files are read with a small built-in reader when the
 safetensors package is absent). Typical use on a GPU machine, from the repository root:
 
-    python bench/check_unet_device.py                       # CUDA: parity fp32/fp16/bf16 + full-size timing
-    python bench/check_unet_device.py --json $OUT/unet.json  # also write the numbers as JSON
-    python bench/check_unet_device.py --cpu --tiny          # smoke run on CPU with the tiny config only
+    python tools/device_checks/check_unet_device.py                       # CUDA: parity fp32/fp16/bf16 + full-size timing
+    python tools/device_checks/check_unet_device.py --json $OUT/unet.json  # also write the numbers as JSON
+    python tools/device_checks/check_unet_device.py --cpu --tiny          # smoke run on CPU with the tiny config only
 
 Global torch settings (TF32, cuDNN benchmark) are left at their defaults and reported.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from latentsync.configs import unet_config  # noqa: E402

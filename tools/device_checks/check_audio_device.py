@@ -1,7 +1,7 @@
 """Whisper features on a device vs the upstream golden data, next to upstream's own H200 numbers.
 
-    python bench/check_audio_device.py            # CUDA: fp32, fp16 (upstream's GPU default), bf16
-    python bench/check_audio_device.py --cpu      # CPU fp32 + bf16 (sanity run without a GPU)
+    python tools/device_checks/check_audio_device.py            # CUDA: fp32, fp16 (upstream's GPU default), bf16
+    python tools/device_checks/check_audio_device.py --cpu      # CPU fp32 + bf16 (sanity run without a GPU)
 
 Fixtures: --fixtures or $LATENTSYNC_PARITY_FIXTURES (default ../shared/fixtures/upstream);
 demo wavs for the long clip: --media or $LATENTSYNC_MEDIA (default ../shared/media).
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from latentsync.audio.features import whisper_features  # noqa: E402

@@ -1,7 +1,7 @@
 """Run the pipeline_e2e parity fixture on a device in fp32/fp16/bf16 and print how far it lands from upstream's
 CPU fp32 golden data (final latents rel-L2 with DeepCache on/off, output frames uint8 difference).
 
-    python bench/check_pipeline_device.py --fixtures ../shared/fixtures/upstream [--device cuda] [--json out.json]
+    python tools/device_checks/check_pipeline_device.py --fixtures ../shared/fixtures/upstream [--device cuda] [--json out.json]
         [--compile] [--batch-chunks N]
 
 ``--compile`` runs the U-Net through torch.compile (Inductor; on a CPU it needs a C++ compiler) and reports whether
@@ -21,8 +21,9 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "bench"))  # diffusers_import
 
 from diffusers_import import autoencoder_kl  # noqa: E402  (before anything imports transformers)
 from safetensors.torch import load_file  # noqa: E402
