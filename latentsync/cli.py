@@ -117,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: insightface when its files are in the models folder, else dlib (the offline detector, "
                         "no download); insightface: upstream's detector (files downloaded when missing); "
                         "default %(default)s")
-    f.add_argument("--face-index", default="largest", help="'largest' or the index of the face, left to right "
-                   "(default %(default)s)")
+    f.add_argument("--face-index", default="largest", help="'largest', the index of the face, left to right, or "
+                   "'speaker': per shot the face whose lips move with the audio (SyncNet; needs "
+                   "auxiliary/syncnet_v2.model and sfd_face.pth) (default %(default)s)")
     f.add_argument("--require-face", action="store_true",
                    help="exit 6 (a batch: mark the job failed) without writing when no frame has a usable face; "
                         "by default such a video is passed through unchanged and reported")

@@ -45,11 +45,12 @@ def check_numbers(args: argparse.Namespace) -> None:
             args.batch_chunks = check_number(args.batch_chunks, "batch_chunks", "--batch-chunks (or 0 for auto)")
     except OptionError as exc:
         raise UsageError(str(exc)) from None
-    if args.face_index != "largest":
+    if args.face_index not in ("largest", "speaker"):
         try:
             args.face_index = str(check_number(int(args.face_index), "face_index", "--face-index"))
         except (ValueError, OptionError):
-            raise UsageError(f"--face-index must be 'largest' or a face number 0..64 (0 is the leftmost face); got "
+            raise UsageError(f"--face-index must be 'largest', 'speaker' or a face number 0..64 (0 is the leftmost "
+                             f"face); got "
                              f"{args.face_index!r}") from None
     for flag in ("unet", "whisper", "vae"):
         path = getattr(args, flag)

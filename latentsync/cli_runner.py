@@ -205,7 +205,7 @@ def run_options(args: argparse.Namespace, models: Any, device: Any) -> Any:
 
     seed = None if args.seed == -1 else args.seed
     batch_chunks = args.batch_chunks or (2 if models.resolution <= 256 and device.type == "cuda" else 1)
-    face_index = args.face_index if args.face_index == "largest" else int(args.face_index)
+    face_index = args.face_index if args.face_index in ("largest", "speaker") else int(args.face_index)
     return RunOptions(
         sampler=SamplerOptions(steps=args.steps, guidance_scale=args.guidance, seed=seed, deepcache=args.deepcache,
                                noise_device="cpu" if args.noise_on_cpu else None,
@@ -242,13 +242,39 @@ def prepare_audio(runner: JobRunner, job: Job) -> tuple[str, Optional[Outcome], 
     return (fixed if record.applied else job.audio), None, cleanup
 
 
+def speaker_options(runner: JobRunner, job: Job, audio: str, options: Any) -> tuple[Any, Optional[Outcome]]:
+    """``options`` with ``face_index`` replaced by the video's speaker plan (latentsync/metrics/speaker.py), or a
+    failure Outcome (SyncNet files missing: the CLI's missing-files message)."""
+    import dataclasses
+
+    from .metrics.files import load_sync_models
+    from .metrics.speaker import plan_for_file
+    from .model_files import ModelFilesMissing
+
+    try:
+        if getattr(runner, "sync_models", None) is None:
+            runner.sync_models = load_sync_models(runner.root, device=runner.device,
+                                                  allow_download=not runner.args.no_download)
+        plan = plan_for_file(job.video, audio, runner.sync_models.syncnet, runner.sync_models.s3fd)
+    except ModelFilesMissing as exc:
+        return options, Outcome("failed", f"--face-index speaker: {exc}", EXIT_MODELS)
+    except (OSError, ValueError) as exc:
+        return options, Outcome("failed", f"--face-index speaker: {exc}", EXIT_INPUT)
+    for line in plan.report():
+        log.info("%s: speaker %s", Path(job.video).name, line)
+    return dataclasses.replace(options, face_index=plan), None
+
+
 def run_one(runner: JobRunner, job: Job, label: str, models: Any, options: Any, dtype: Any) -> Outcome:
     """Lip-sync one job; every expected failure becomes an Outcome (interrupts propagate)."""
     from .pipeline.face_report import NoFaceError
     from .pipeline.runner import lipsync_file
 
     audio, failed, cleanup = prepare_audio(runner, job)  # --fix-offset: shifted to the lips
+    if failed is None and options.face_index == "speaker":  # --face-index speaker: this video's per-shot choice
+        options, failed = speaker_options(runner, job, audio, options)
     if failed is not None:
+        cleanup()
         return failed
     progress = Progress(not runner.args.quiet, label)
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .checks import image_batch_problem
-from .types import FACES, MODEL
+from .checks import fps_problem, image_batch_problem
+from .types import FACES, MODEL, SYNCNET
 
 if TYPE_CHECKING:
     import torch
@@ -71,6 +71,31 @@ def _as_bool(x: Any) -> "torch.Tensor":
     return torch.as_tensor(x).to(torch.bool)
 
 
+SPEAKER_INDEX = -2  # face_index value for "the speaker by sync"
+
+
+def _speaker_plan(images: Any, syncnet: Any, audio: Any, fps: float) -> Any:
+    """face_index -2: the per-shot speaker plan (latentsync.metrics.speaker) of these frames and this audio."""
+    from ..latentsync.audio.waveform import audio_from_mapping, to_16k_mono
+    from ..latentsync.metrics.score import SyncOptions
+    from ..latentsync.metrics.speaker import SPEAKER_MIN_TRACK, choose_speakers
+    from . import comfy_compat as cc
+
+    if syncnet is None or audio is None:
+        raise ValueError("face_index -2 (the speaker) needs the syncnet input (LatentSync Load SyncNet, which reads "
+                         "auxiliary/syncnet_v2.model and auxiliary/sfd_face.pth) and the audio input connected; "
+                         "connect them or pick another face_index.")
+    problem = fps_problem(fps)
+    if problem:
+        raise ValueError(problem)
+    waveform, rate = audio_from_mapping(audio)
+    cc.load_models([syncnet.syncnet, syncnet.s3fd], force_full_load=True)
+    small_side = min(int(images.shape[1]), int(images.shape[2]))
+    options = SyncOptions(min_track=SPEAKER_MIN_TRACK, detect_scale=min(1.0, max(0.25, 128.0 / small_side)))
+    return choose_speakers(images, to_16k_mono(waveform, rate), float(fps), cc.module_of(syncnet.syncnet),
+                           cc.module_of(syncnet.s3fd), options)
+
+
 class LatentSyncFaceAlignCrop:
     """Detects faces, keeps one face per frame (stable identity), aligns it to LatentSync's template crop."""
 
@@ -108,18 +133,26 @@ class LatentSyncFaceAlignCrop:
                                "The node reports which one ran.",
                 }),
                 "face_index": ("INT", {
-                    "default": -1, "min": -1, "max": 64,
+                    "default": -1, "min": -2, "max": 64,
                     "tooltip": "Which face to lip-sync: -1 = the largest (as upstream); 0, 1, ... = faces counted "
-                               "left to right where several are first seen. The choice is tracked across frames.",
+                               "left to right where several are first seen; -2 = the speaker: per shot the face "
+                               "whose lips move with the audio (SyncNet; connect syncnet, audio and fps). The "
+                               "choice is tracked across frames.",
                 }),
                 "smooth": ("BOOLEAN", {
                     "default": True,
                     "tooltip": "Upstream's alignment smoothing across frames (restarted at detected cuts).",
                 }),
-            }
+            },
+            "optional": {
+                "syncnet": (SYNCNET, {"tooltip": "For face_index -2 (speaker): from LatentSync Load SyncNet."}),
+                "audio": ("AUDIO", {"tooltip": "For face_index -2 (speaker): the speech the frames go with."}),
+                "fps": ("FLOAT", {"default": 25.0, "min": 0.01, "max": 240.0, "step": 0.001,
+                                  "tooltip": "For face_index -2 (speaker): the frames' rate."}),
+            },
         }
 
-    def align(self, images, model, detector, face_index, smooth):
+    def align(self, images, model, detector, face_index, smooth, syncnet=None, audio=None, fps=25.0):
         import numpy as np
         import torch
 
@@ -143,7 +176,10 @@ class LatentSyncFaceAlignCrop:
             detections.extend(det.detect(batch))
             signatures.append(frame_signatures(batch))
             progress.set(min(start + BATCH, num))
-        track = track_faces(detections, (height, width), face_index="largest" if face_index < 0 else int(face_index),
+        choice = "largest" if face_index == -1 else int(face_index)
+        if face_index == SPEAKER_INDEX:
+            choice = _speaker_plan(images, syncnet, audio, fps)
+        track = track_faces(detections, (height, width), face_index=choice,
                             signatures=np.concatenate(signatures), detector=str(getattr(det, "name", detector)))
         points = torch.as_tensor(track.points, dtype=torch.float32)
         resets = _as_bool(track.resets)
@@ -162,6 +198,9 @@ class LatentSyncFaceAlignCrop:
 
         mask = fixed_mask(resolution)
         report = _ui_report(track, det, num)
+        if face_index == SPEAKER_INDEX:
+            report["speaker"] = choice.report()
+            log.info("LatentSync speaker: %s", "; ".join(report["speaker"]))
         if report["missing_count"]:
             log.warning("LatentSync: no usable face in %d of %d frames (passed through unchanged): %s%s",
                         report["missing_count"], num, report["missing_frames"][:20],

@@ -23,8 +23,15 @@ from .detectors.base import Face, box_area
 
 log = logging.getLogger(__name__)
 
-FaceChoice = Union[int, str]  # an index (left to right), "largest" (tracked) or "largest_each_frame" (upstream)
+FaceChoice = Union[int, str, object]  # an index (left to right), "largest" (tracked), "largest_each_frame"
+# (upstream), or a plan with ``pick(frame, faces)`` (the speaker by sync: latentsync.metrics.speaker.SpeakerPlan)
 _CHOICES = ("largest", "largest_each_frame")
+SPEAKER = "speaker"
+
+
+def is_plan(face_index: object) -> bool:
+    """Whether ``face_index`` is a per-frame plan (an object with ``pick(frame, faces)``) rather than a rule."""
+    return callable(getattr(face_index, "pick", None))
 
 
 @dataclass
@@ -176,6 +183,14 @@ class FaceTracker:
     _unanchored: list[tuple[int, list, bool]] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.face_index == SPEAKER:
+            raise ValueError(
+                "face_index 'speaker' must be resolved into a speaker plan first (latentsync.metrics.speaker."
+                "choose_speakers or plan_for_file, with SyncNet v2 auxiliary/syncnet_v2.model and S3FD "
+                "auxiliary/sfd_face.pth); pass the plan as face_index."
+            )
+        if is_plan(self.face_index):
+            return
         if isinstance(self.face_index, bool) or not (
             (isinstance(self.face_index, int) and self.face_index >= 0) or self.face_index in _CHOICES
         ):
@@ -187,7 +202,7 @@ class FaceTracker:
     def _acquire(self, faces: Sequence[Face]) -> Face | None:
         if not faces:
             return None
-        if self.face_index in _CHOICES:
+        if is_plan(self.face_index) or self.face_index in _CHOICES:  # a plan's frames without a choice: largest
             return max(faces, key=lambda f: box_area(f.box))  # max() keeps the first on ties, like upstream
         if len(faces) <= self.face_index:
             return None
@@ -218,8 +233,14 @@ class FaceTracker:
         ratio = max(size_now / size_prev, size_prev / size_now)
         return move > self.cut_jump or ratio > self.cut_scale
 
-    def _choose(self, faces: Sequence[Face], content_cut: bool) -> tuple[Face | None, bool]:
+    def _choose(self, faces: Sequence[Face], content_cut: bool, index: int = -1) -> tuple[Face | None, bool]:
         """The chosen face of one frame (or None) and whether this frame starts a new shot."""
+        if is_plan(self.face_index):
+            starts = getattr(self.face_index, "starts_shot", None)
+            content_cut = content_cut or bool(starts is not None and starts(index) and index > 0)
+            planned = self.face_index.pick(index, faces)
+            if planned is not None:  # the speaker plan names this frame's face
+                return planned, content_cut or self._is_jump(planned)
         if self.face_index == "largest_each_frame":
             face = self._acquire(faces)
             return face, content_cut or (face is not None and self._is_jump(face))
@@ -255,7 +276,7 @@ class FaceTracker:
                     self._unanchored.append((index, faces, content_cut))
                     continue
                 rows.extend(self._replay_unanchored(anchor, content_cut))
-            face, cut = self._choose(faces, content_cut)
+            face, cut = self._choose(faces, content_cut, index)
             rows.extend(self._record(index, face, cut, content_cut))
         return self._emit(rows)
 

@@ -1,0 +1,39 @@
+"""``latentsync --face-index speaker`` on a two-face video (demo1's face beside its time-reversed copy) with tiny
+random models: the per-shot choice is reported and the run finishes; missing SyncNet files give the CLI's
+missing-files message naming them, and exit 3."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import sync_media  # noqa: E402
+from test_cli import args_for  # noqa: E402
+
+from latentsync import cli  # noqa: E402
+from latentsync.io.video import probe_video  # noqa: E402
+
+FRAMES = 32
+
+
+def test_cli_speaker(models, media, tmp_path, capsys):
+    face = sync_media.face_frames(media, FRAMES, size=240)
+    video = sync_media.write_video(tmp_path / "two.mp4", np.ascontiguousarray(np.concatenate([face, face[::-1]], 2)))
+    audio = sync_media.write_audio(tmp_path / "speech.wav", sync_media.speech(media, FRAMES))
+    out = tmp_path / "out.mp4"
+    base = [a for a in args_for(models, "--video", str(video), "--audio", str(audio), "--output", str(out),
+                                "--face-index", "speaker", "--length-policy", "trim") if a != "--quiet"]
+    code = cli.run(base)  # no SyncNet files in the models folder, downloads off
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_MODELS and not out.exists()
+    assert "--face-index speaker" in err and "syncnet_v2.model" in err and "sfd_face.pth" in err
+    base[base.index("--models-dir") + 1] = str(sync_media.metric_models(tmp_path / "metric_models"))
+    code = cli.run(base)
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_OK, err
+    assert "two.mp4: speaker frames 0-31: " in err, err
+    assert probe_video(str(out)).num_frames == FRAMES
