@@ -159,6 +159,7 @@ class LatentSyncFaceAlignCrop:
         from ..latentsync.face import align as face_align
         from ..latentsync.face.mask import fixed_mask
         from ..latentsync.face.track import frame_signatures, track_faces
+        from ..latentsync.pipeline import stages
         from . import comfy_compat as cc
         from .types import LatentSyncFaces
 
@@ -183,8 +184,7 @@ class LatentSyncFaceAlignCrop:
                             signatures=np.concatenate(signatures), detector=str(getattr(det, "name", detector)))
         points = torch.as_tensor(track.points, dtype=torch.float32)
         resets = _as_bool(track.resets)
-        smoother = face_align.AlignmentSmoother() if smooth else None
-        matrices = face_align.matrices_from_points(points, resolution, smoother=smoother, resets=resets)
+        matrices = stages.face_matrices(points, resets, resolution, smooth=bool(smooth))  # as the streaming runner
 
         device = cc.torch_device()
         out = cc.intermediate_device()

@@ -236,7 +236,6 @@ def lipsync_file(
     from ..audio.features import whisper_features
     from ..audio.waveform import load_audio, to_16k_mono
     from ..audio.windows import upstream_frame_count
-    from ..face import align
     from ..face.detectors import create_detector
     from ..face.mask import fixed_mask
     from ..face.track import FaceTrack, FaceTracker, frame_signatures
@@ -309,7 +308,7 @@ def lipsync_file(
             n_out = plan.num_frames
     track = FaceTrack.concat(parts)
     resolution = models.resolution
-    matrices = track.matrices(resolution, align.AlignmentSmoother() if options.smooth else None)
+    matrices = stages.face_matrices(track.points, track.resets, resolution, smooth=options.smooth)
     found = torch.from_numpy(track.found)
     src = plan.source_index
     if n_out and not bool(found[src].any()):

@@ -3,7 +3,7 @@ streaming file runner and the command line all call.
 
 ::
 
-    video frames ─(face.track: detect, track)──────────────> alignment matrices (F, 2, 3), found flags
+    video frames ─(face.track: detect, track)─ face_matrices ─> alignment matrices (F, 2, 3), found flags
     frames + matrices ─────────────────────── align_faces ─> aligned faces uint8 (F, 3, R, R)
     aligned faces + mask ───────────────────────── encode ─> EncodedFaces (posterior moments, VAE units)
     audio ─(audio.features)─> whisper rows ─ audio_windows ─> per-frame windows (F, S, D)
@@ -41,7 +41,7 @@ from .sampler import (
 )
 
 __all__ = [
-    "VideoPlan", "plan_video", "align_faces", "encode", "audio_windows", "silent_mask", "frames_to_paste",
+    "VideoPlan", "plan_video", "face_matrices", "align_faces", "encode", "audio_windows", "silent_mask", "frames_to_paste",
     "skip_test", "new_sampler", "sample_fitting", "decode", "composite", "generate_chunks",
 ]
 
@@ -78,6 +78,17 @@ class VideoPlan:
         if not 0 <= first_chunk < stop_chunk <= len(chunks):
             raise ValueError(f"chunks [{first_chunk}, {stop_chunk}) are outside this plan's {len(chunks)} chunks")
         return chunks[first_chunk][0], chunks[stop_chunk - 1][1]
+
+
+def face_matrices(points: torch.Tensor, resets: torch.Tensor, resolution: int, *, smooth: bool = True) -> torch.Tensor:
+    """Tracked alignment points (F,3,2) -> matrices (F,2,3): upstream's smoothing across frames, restarted at the
+    cuts (``resets``); ``smooth=False`` restarts it at every frame, i.e. each frame's own alignment."""
+    from ..face.align import AlignmentSmoother, matrices_from_points
+
+    resets = torch.as_tensor(resets, dtype=torch.bool)
+    if not smooth:
+        resets = torch.ones_like(resets)
+    return matrices_from_points(torch.as_tensor(points, dtype=torch.float32), resolution, AlignmentSmoother(), resets)
 
 
 def plan_video(num_frames: int, options: SamplerOptions, resolution: int) -> VideoPlan:

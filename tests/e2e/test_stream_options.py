@@ -1,5 +1,6 @@
-"""The streaming runner writes the mp4 metadata tags it is given (the Video File node passes ComfyUI's prompt and
-workflow through them), on the real demo clip with the tiny models."""
+"""The streaming runner's graph options: alignment smoothing on/off (one function, stages.face_matrices, for the
+runner and Face Align Crop) and the mp4 metadata tags the Video File node passes ComfyUI's prompt and workflow
+through; on the real demo clip with the tiny models."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ import numpy as np
 import torch
 from face_points import face_points
 
+from latentsync.face import align
+from latentsync.pipeline import stages
 from latentsync.pipeline.runner import RunOptions, lipsync_file
 from latentsync.pipeline.sampler import SamplerOptions
 
 
 def jittered_points(frames: int) -> np.ndarray:
-    """Alignment points of the clip's face, moved a few pixels frame to frame (what smoothing irons out)."""
+    """Alignment points of the clip's face, each moved a few pixels frame to frame (what smoothing irons out:
+    upstream's filter smooths the nose's offset from the brows, so a rigid shift would not show)."""
     gen = torch.Generator().manual_seed(0)
     base = face_points((128.0, 120.0), 90.0)
-    return np.stack([(base + torch.randn(2, generator=gen) * 3.0).numpy() for _ in range(frames)])
+    return np.stack([(base + torch.randn(3, 2, generator=gen) * 3.0).numpy() for _ in range(frames)])
 
 
 def run(loaded, clip, out, **options):
@@ -38,3 +42,19 @@ def test_metadata_tags(loaded, clip, tmp_path):
     _, plain, plain_tags = run(loaded, clip, tmp_path / "plain.mp4")
     assert "workflow" not in plain_tags and "prompt" not in plain_tags
     assert np.array_equal(plain, tagged)  # tags change nothing else
+
+
+def test_smoothing_off_is_each_frames_own_alignment(loaded, clip, tmp_path):
+    points = torch.from_numpy(jittered_points(12))
+    resets = torch.zeros(12, dtype=torch.bool)
+    resets[6] = True  # a cut
+    smooth = stages.face_matrices(points, resets, 256)
+    rough = stages.face_matrices(points, resets, 256, smooth=False)
+    own = torch.cat([align.matrices_from_points(points[i:i + 1], 256) for i in range(12)])
+    assert torch.equal(rough, own)
+    assert torch.equal(smooth, align.matrices_from_points(points, 256, align.AlignmentSmoother(), resets))
+    assert torch.equal(smooth[[0, 6]], own[[0, 6]]) and not torch.equal(smooth, own)
+
+    _, on, _ = run(loaded, clip, tmp_path / "on.mp4")
+    _, off, _ = run(loaded, clip, tmp_path / "off.mp4", smooth=False)
+    assert on.shape == off.shape and np.abs(on - off).max() > 0
