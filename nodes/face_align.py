@@ -147,12 +147,12 @@ class LatentSyncFaceAlignCrop:
             "optional": {
                 "syncnet": (SYNCNET, {"tooltip": "For face_index -2 (speaker): from LatentSync Load SyncNet."}),
                 "audio": ("AUDIO", {"tooltip": "For face_index -2 (speaker): the speech the frames go with."}),
-                "fps": ("FLOAT", {"default": 25.0, "min": 0.01, "max": 240.0, "step": 0.001,
-                                  "tooltip": "For face_index -2 (speaker): the frames' rate."}),
+                "fps": ("FLOAT", {"default": 25.0, "min": 0.01, "max": 240.0, "step": 0.001, "forceInput": True,
+                                  "tooltip": "For face_index -2 (speaker): the frames' rate (25 when not connected)."}),
             },
         }
 
-    def align(self, images, model, detector, face_index, smooth, syncnet=None, audio=None, fps=25.0):
+    def align(self, images, model, detector, face_index, smooth, syncnet=None, audio=None, fps=None):
         import numpy as np
         import torch
 
@@ -179,7 +179,7 @@ class LatentSyncFaceAlignCrop:
             progress.set(min(start + BATCH, num))
         choice = "largest" if face_index == -1 else int(face_index)
         if face_index == SPEAKER_INDEX:
-            choice = _speaker_plan(images, syncnet, audio, fps)
+            choice = _speaker_plan(images, syncnet, audio, 25.0 if fps is None else fps)
         track = track_faces(detections, (height, width), face_index=choice,
                             signatures=np.concatenate(signatures), detector=str(getattr(det, "name", detector)))
         points = torch.as_tensor(track.points, dtype=torch.float32)
