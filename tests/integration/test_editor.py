@@ -27,7 +27,7 @@ def test_templates_are_exactly_the_ui_workflows_with_jpg_thumbnails(comfy):
     status, listing = comfy.get("/workflow_templates")
     assert status == 200, listing
     assert sorted(listing.get(PACK_LINK_NAME, [])) == ui_names()
-    assert len(ui_names()) == 4 and not any(n.endswith("_api") for n in ui_names())
+    assert len(ui_names()) == 5 and not any(n.endswith("_api") for n in ui_names())
     assert not list(UI_WORKFLOWS.glob("*_api*")) and list(WORKFLOWS.glob("*_api.json"))
     for name in ui_names():
         status, body = fetch(comfy, f"/api/workflow_templates/{PACK_LINK_NAME}/{name}.jpg")

@@ -95,6 +95,21 @@ def nodes_of(prompt: dict, class_type: str) -> list[str]:
     return [nid for nid, node in prompt.items() if node["class_type"] == class_type]
 
 
+SYNC_FILES = ("auxiliary/test_wf_syncnet_v2.model", "auxiliary/test_wf_sfd_face.pth")
+
+
+def sync_files(server) -> tuple[str, str]:
+    """Tiny SyncNet v2 / S3FD files (random weights, real formats) in the server's models folder, for the
+    sync-score workflow; written on first use."""
+    from latentsync.metrics import tiny
+
+    aux = Path(server.models_dir) / "latentsync"
+    if not (aux / SYNC_FILES[1]).is_file():
+        tiny.write_syncnet_v2(aux / SYNC_FILES[0], seed=5)
+        tiny.write_s3fd(aux / SYNC_FILES[1], seed=5, face_bias=-30.0)
+    return SYNC_FILES
+
+
 def configure(prompt: dict, server, *, steps: int = 2, seed: int = 1247, short: bool = True,
               overrides: dict | None = None) -> dict:
     """A shipped API workflow pointed at the tiny models and test media, with few steps.
@@ -123,6 +138,9 @@ def configure(prompt: dict, server, *, steps: int = 2, seed: int = 1247, short: 
         prompt[nid]["inputs"].update(image=STILL_NAME)
     for nid in nodes_of(prompt, "UpscaleModelLoader"):
         prompt[nid]["inputs"].update(model_name=names["upscaler"])
+    for nid in nodes_of(prompt, "LatentSyncLoadSyncNet"):
+        syncnet, s3fd = sync_files(server)
+        prompt[nid]["inputs"].update(syncnet=syncnet, face_detector=s3fd, download=False)
     for nid in nodes_of(prompt, "LatentSyncMuxAudio") + nodes_of(prompt, "SaveVideo"):
         prompt[nid]["inputs"].update(filename_prefix="test/LatentSync")
     for key, value in (overrides or {}).items():
