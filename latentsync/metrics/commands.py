@@ -36,6 +36,9 @@ def score_parser(prog: str = "latentsync score") -> argparse.ArgumentParser:
     p.add_argument("--audio", "-a", help="audio to compare with (default: the video's own audio track)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--curve", help="also write the per-window curve as a PNG picture to this path")
+    p.add_argument("--shift-audio", type=int, default=0, metavar="FRAMES",
+                   help="delay (negative: advance) the audio by this many frames at 25 fps before scoring, padding with "
+                        "silence: a check that SyncNet finds the shift (the offset moves by -FRAMES)")
     _common(p)
     return p
 
@@ -109,8 +112,14 @@ def score_main(argv: Optional[Sequence[str]] = None, prog: str = "latentsync sco
         except (OSError, ValueError) as exc:
             log.error("%s", exc)
             return EXIT_INPUT
-        result = score_clip(clip.frames, clip.wav16k, clip.fps, models, SyncOptions(min_track=args.min_track))
-        record = {"video": args.video, "audio": args.audio or args.video, **result.as_dict()}
+        wav = clip.wav16k
+        if args.shift_audio:
+            from .offset import shift_audio
+
+            wav = shift_audio(wav, args.shift_audio * 640)
+        result = score_clip(clip.frames, wav, clip.fps, models, SyncOptions(min_track=args.min_track))
+        record = {"video": args.video, "audio": args.audio or args.video, "audio_shift_frames": args.shift_audio,
+                  **result.as_dict()}
         if args.curve:
             from PIL import Image
 

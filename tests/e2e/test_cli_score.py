@@ -39,7 +39,7 @@ def test_json_record(scored):
     assert isinstance(record["confidence"], float) and isinstance(record["distance"], float)
     assert -15 <= record["offset"] <= 15 and record["frames_25fps"] == FRAMES
     assert record["tracks"] and all(t["last_frame"] - t["first_frame"] > 20 for t in record["tracks"])
-    assert [s["second"] for s in record["per_second"]] == [0, 1]
+    assert [s["second"] for s in record["per_second"]] == [0, 1] and record["audio_shift_frames"] == 0
     curve = folder / "curve.png"
     table = run_cli(["score", str(video), "-a", str(audio), "--models-dir", str(models), "--no-download",
                      "--device", "cpu", "--min-track", "20", "--curve", str(curve)], folder)
@@ -49,6 +49,18 @@ def test_json_record(scored):
     for word in ("distance", "offset", "face track 0", "per second"):
         assert word in table.stdout
     assert curve.stat().st_size > 1000
+
+
+def test_shifted_audio_is_scored_differently(scored):
+    folder, video, audio, models = scored
+    common = [str(video), "--audio", str(audio), "--json", "--models-dir", str(models), "--no-download",
+              "--device", "cpu", "--min-track", "20"]
+    plain = json.loads(run_cli(["score"] + common, folder).stdout)
+    shifted = run_cli(["score"] + common + ["--shift-audio", "3"], folder)
+    assert shifted.code == EXIT_OK, shifted.stderr
+    record = json.loads(shifted.stdout)
+    assert record["audio_shift_frames"] == 3 and record["scorable"]
+    assert record["distance"] != plain["distance"]  # the audio really moved (random weights: no claim on offsets)
 
 
 def test_not_scorable_is_a_result(scored):
