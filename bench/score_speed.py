@@ -79,7 +79,8 @@ def decode(video: Path, count: int) -> torch.Tensor:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--frames", type=int, default=250, help="frames to score (250 = 10 s at 25 fps; 12 or more: the crop box is median-filtered over 13 frames)")
+    p.add_argument("--frames", type=int, default=250,
+                   help="frames to score (250 = 10 s at 25 fps; 12 or more: the crop box is median-filtered over 13)")
     p.add_argument("--video", type=Path, default=MEDIA / "demo1_video.mp4",
                    help="the clip (or a .npy of decoded uint8 frames, looped, where PyAV is missing)")
     p.add_argument("--audio", type=Path, default=MEDIA / "demo1_audio.wav",

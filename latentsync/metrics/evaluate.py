@@ -224,6 +224,8 @@ class EvalModels:
 
 @dataclass
 class EvalOptions:
+    """Scoring settings and where StableSyncNet's faces come from."""
+
     sync: SyncOptions = field(default_factory=SyncOptions)
     faces: str = "crops"  # StableSyncNet input: "crops" (SyncNet v2 track crops) or "frames" (face videos)
 
