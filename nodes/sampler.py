@@ -38,31 +38,25 @@ def unet_memory(model: Any, frames: int, latent_hw: tuple[int, int], guidance: f
     return int(batch * frames * latent_hw[0] * latent_hw[1] * base * 16 * itemsize)
 
 
-COMPILED_CACHE_ATTR = "_latentsync_compiled"
-"""Attribute of the U-Net module holding its compiled wrappers by (frames, fixed_batch): they live and die with
-the loaded model, so a later queue run reuses the compiled graphs and a reloaded model starts afresh."""
-
-
-def compiled_unet(unet: Any, *, device: Any, frames: int, fixed_batch: int) -> Any:
-    """``unet`` wrapped by ``maybe_compile`` for chunks of ``frames`` frames in groups of ``fixed_batch``, the
-    wrapper cached on the module; the plain module (with a logged warning) where compiling is impossible."""
+def compiled_unet(model: Any, unet: Any, *, device: Any, frames: int, fixed_batch: int) -> Any:
+    """``unet`` (the module of ``model``'s U-Net) wrapped by ``maybe_compile`` for chunks of ``frames`` frames in
+    groups of ``fixed_batch``, the wrapper kept by the model; the plain module (with a logged warning) where
+    compiling is impossible."""
     from ..latentsync.pipeline.compiled import CompiledUNet, maybe_compile
 
-    cache = getattr(unet, COMPILED_CACHE_ATTR, None)
-    if not isinstance(cache, dict):
-        cache = {}
-        setattr(unet, COMPILED_CACHE_ATTR, cache)
     key = (int(frames), int(fixed_batch))
-    wrapper = cache.get(key)
-    if wrapper is None:
-        wrapper = maybe_compile(unet, True, device=device, frames=key[0], fixed_batch=key[1])
-        if isinstance(wrapper, CompiledUNet):
-            cache[key] = wrapper
-            log.info("LatentSync: compiling the U-Net for calls of %d chunk(s) of %d frames; the first steps take "
-                     "1-2 minutes, later runs of this session reuse the compiled graphs.", key[1], key[0])
-    elif wrapper.fallback_reason is not None:
-        log.warning("LatentSync: compiling the U-Net failed earlier in this session (%s); running uncompiled.",
-                    wrapper.fallback_reason)
+    kept = model.compiled.get(key)
+    if kept is not None:
+        if kept.fallback_reason is not None:
+            log.warning("LatentSync: compiling the U-Net failed earlier in this session (%s); running uncompiled.",
+                        kept.fallback_reason)
+        return kept
+    wrapper = model.compiled_unet(key, lambda: maybe_compile(unet, True, device=device, frames=key[0],
+                                                             fixed_batch=key[1]),
+                                  keep=lambda made: isinstance(made, CompiledUNet))
+    if isinstance(wrapper, CompiledUNet):
+        log.info("LatentSync: compiling the U-Net for calls of %d chunk(s) of %d frames; the first steps take "
+                 "1-2 minutes, later runs of this session reuse the compiled graphs.", key[1], key[0])
     return wrapper
 
 
@@ -179,7 +173,7 @@ class LatentSyncSampler:
         unet = model.load_unet(unet_memory(model, min(chunk, frames), latent_hw, guidance, chunks=per_call))
         device = model.unet.load_device
         if compile:  # after loading: the wrapper runs the module ComfyUI just placed
-            unet = compiled_unet(unet, device=device, frames=chunk, fixed_batch=options.batch_chunks)
+            unet = compiled_unet(model, unet, device=device, frames=chunk, fixed_batch=options.batch_chunks)
         sampler = stages.new_sampler(unet, plan, device=device, dtype=model.dtype)
         progress = cc.Progress(sampler.steps_total(frames))
         silent = None

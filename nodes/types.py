@@ -40,6 +40,7 @@ class LatentSyncModel:
     files: dict[str, str]
     models_dirs: list[str]  # where face detector files are looked up (ComfyUI's models root first)
     detectors: dict = field(default_factory=dict)  # the model's own cache, name -> detector: use detector()
+    compiled: dict = field(default_factory=dict)  # the model's own cache, (frames, chunks) -> compiled U-Net
     allow_download: bool = False  # the loader's "download" switch (also for the insightface files)
 
     def detector(self, name: str, create: Callable[[], Any]) -> Any:
@@ -48,6 +49,17 @@ class LatentSyncModel:
         found = self.detectors.get(name)
         if found is None:
             found = self.detectors[name] = create()
+        return found
+
+    def compiled_unet(self, key: tuple[int, int], create: Callable[[], Any], keep: Callable[[Any], bool]) -> Any:
+        """The U-Net wrapper compiled for ``key`` = (frames, chunks per call): made by ``create()`` unless kept from
+        an earlier run, and kept when ``keep(wrapper)`` (it lives and dies with the loaded model, so a later queue
+        run reuses the compiled graphs and a reloaded model starts afresh)."""
+        found = self.compiled.get(key)
+        if found is None:
+            found = create()
+            if keep(found):
+                self.compiled[key] = found
         return found
 
     def load_unet(self, memory_required: int = 0) -> Any:

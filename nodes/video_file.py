@@ -155,7 +155,7 @@ class LatentSyncVideoFile:
 
         unet = plain_unet
         if options.compile:  # the session's cached wrapper (the runner leaves an already compiled U-Net as it is)
-            unet = compiled_unet(unet, device=model.unet.load_device, frames=options.sampler.chunk_frames,
+            unet = compiled_unet(model, unet, device=model.unet.load_device, frames=options.sampler.chunk_frames,
                                  fixed_batch=options.sampler.batch_chunks)
             if unet is plain_unet:  # compiling is impossible here (warned once already)
                 options.compile = False

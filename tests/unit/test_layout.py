@@ -68,3 +68,29 @@ def test_reserved_packages_say_what_goes_there_and_hold_no_code(package):
     assert module.__doc__ and "goes here" in module.__doc__
     body = ast.parse(Path(module.__file__).read_text()).body
     assert len(body) == 1 and isinstance(body[0], ast.Expr)  # the docstring alone
+
+
+def writes_into_model(path: Path) -> list[int]:
+    """Lines where ``path`` assigns into ``model.<x>`` / ``model.<x>[...]`` or calls ``setattr``."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, (ast.AugAssign, ast.AnnAssign)) else []
+        for target in targets:
+            base = target.value if isinstance(target, ast.Subscript) else target
+            if isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name) and base.value.id == "model":
+                lines.append(node.lineno)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setattr":
+            lines.append(node.lineno)
+    return lines
+
+
+def test_no_node_writes_into_the_cached_model(tmp_path):
+    """LATENTSYNC_MODEL sits in ComfyUI's output cache: its own methods keep its caches (detectors, compiled
+    U-Nets), nodes only read it."""
+    for path in python_files("nodes"):
+        if path.name != "types.py":
+            assert not writes_into_model(path), f"{path.name}: lines {writes_into_model(path)}"
+    probe = tmp_path / "old_get_detector.py"  # what get_detector did
+    probe.write_text("def f(model, name, detector):\n    model.detectors[name] = detector\n")
+    assert writes_into_model(probe) == [2]
