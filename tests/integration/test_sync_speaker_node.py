@@ -17,7 +17,7 @@ import sync_media  # noqa: E402
 
 VIDEO = "ls_two_faces.mp4"
 SYNCNET_FILE, S3FD_FILE = "auxiliary/speaker_syncnet_v2.model", "auxiliary/speaker_sfd_face.pth"
-FRAMES = 32
+FRAMES = 40
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def speaker_env(comfy, media, tmp_path_factory):
     face = sync_media.face_frames(media, FRAMES, size=240)
     frames = np.ascontiguousarray(np.concatenate([face, face[::-1]], axis=2))
     sync_media.write_video(Path(comfy.input_dir) / VIDEO, frames, wav16k=sync_media.speech(media, FRAMES))
-    root = sync_media.metric_models(tmp_path_factory.mktemp("metric"))
+    root = sync_media.metric_models(tmp_path_factory.mktemp("metric"), s3fd_bias=4.0)  # face-sized random tracks
     aux = Path(comfy.models_dir) / "latentsync" / "auxiliary"
     aux.mkdir(parents=True, exist_ok=True)
     shutil.copy(root / "latentsync" / "auxiliary" / "syncnet_v2.model", aux / Path(SYNCNET_FILE).name)
@@ -56,7 +56,7 @@ def test_speaker_choice_is_reported(speaker_env):
     report = run.outputs("4")["latentsync_faces"][0]
     lines = report["speaker"]
     assert lines and lines[0].startswith(f"frames 0-{FRAMES - 1}: "), lines
-    assert (" speaks (confidence " in lines[0]) or ("no speaker chosen" in lines[0])
+    assert " speaks (confidence " in lines[0], lines  # SyncNet chose among the S3FD tracks
     assert report["frames"] == FRAMES
 
 
