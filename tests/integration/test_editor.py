@@ -150,7 +150,9 @@ def test_fps_is_set_in_one_place_and_flows_through_links():
         links = {link[0]: link for link in ui["links"]}
         match = next(n for n in ui["nodes"] if n["type"] == "LatentSyncMatchLength")
         for node in ui["nodes"]:
-            if node["type"] in ("LatentSyncWhisperAudioEmbed", "LatentSyncMuxAudio", "CreateVideo"):
+            takes_fps = node["type"] in ("LatentSyncWhisperAudioEmbed", "LatentSyncMuxAudio", "CreateVideo") or (
+                node["type"] == "LatentSyncFaceAlignCrop" and any(i["name"] == "fps" for i in node["inputs"]))
+            if takes_fps:
                 fps = next(i for i in node["inputs"] if i["name"] == "fps")
                 source = links[fps["link"]]
                 assert (source[1], source[2]) == (match["id"], 3), (name, node["type"])  # Match Length's fps

@@ -173,7 +173,7 @@ def configure_ui(ui: dict, server, object_info: dict, *, steps: int = 1, short: 
             continue
         if node["type"] == TTS_NODE:
             node.update(type="LatentSyncLoadAudio", title="Speech (stands in for the TTS node)", inputs=[],
-                        widgets_values=[api[nid]["inputs"]["audio"], "", None, ""])
+                        outputs=node["outputs"][:1], widgets_values=[api[nid]["inputs"]["audio"], "", None, ""])
             node["properties"] = {"Node name for S&R": "LatentSyncLoadAudio"}
             continue
         for name, value in api[nid]["inputs"].items():
