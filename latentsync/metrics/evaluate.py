@@ -265,8 +265,10 @@ def _summary(results: list[VideoEval]) -> dict:
         "lse_c": _mean([r.score["confidence"] for r in results]), "lse_d": _mean([r.score["distance"] for r in results]),
         "syncnet_accuracy": _mean([r.accuracy for r in results]),
         "accuracy_pairs": sum(r.accuracy_pairs for r in results),
+        # the mean over the finite PSNRs ("inf" when every pair is identical outside the face), and how many were
         "psnr_outside_face": _json_number(math.inf if psnrs and all(math.isinf(p) for p in psnrs)
                                           else _mean([p for p in psnrs if not math.isinf(p)])),
+        "psnr_infinite": sum(1 for p in psnrs if math.isinf(p)),
         "ssim_outside_face": _mean([r.ssim for r in results]),
     }
 

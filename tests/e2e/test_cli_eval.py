@@ -51,7 +51,7 @@ def test_report_and_table(folders):
     assert fake["videos"] == 1 and fake["scorable"] == 1
     assert isinstance(fake["lse_c"], float) and isinstance(fake["lse_d"], float)
     assert 0.0 <= fake["syncnet_accuracy"] <= 1.0 and fake["accuracy_pairs"] == 4
-    assert fake["psnr_outside_face"] == "inf" and fake["ssim_outside_face"] == 1.0
+    assert fake["psnr_outside_face"] == "inf" and fake["psnr_infinite"] == 1 and fake["ssim_outside_face"] == 1.0
     video = report["fake"]["videos"][0]
     assert video["name"] == "face" and video["pixels_compared"] > 0
     assert report["fvd"] is None and "weights_only" in report["fvd_note"]
