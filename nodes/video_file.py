@@ -17,7 +17,12 @@ from .types import MODEL
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-SAMPLER_OPTIONAL = LatentSyncSampler.INPUT_TYPES()["optional"]
+
+
+def _sampler_optional() -> dict:
+    """The Sampler node's optional inputs (read when the node's inputs are asked for: its presets import the
+    library, which importing the pack must not)."""
+    return LatentSyncSampler.INPUT_TYPES()["optional"]
 
 
 class LatentSyncVideoFile:
@@ -83,8 +88,8 @@ class LatentSyncVideoFile:
                                                         "node's summary says NO FACE."}),
                 # The graph's options (Face Align Crop's smooth, the sampler's keep_silent_mouth and posterior),
                 # same names, defaults and meaning: the streaming node gives what the graph gives.
-                "keep_silent_mouth": SAMPLER_OPTIONAL["keep_silent_mouth"],
-                "posterior": SAMPLER_OPTIONAL["posterior"],
+                "keep_silent_mouth": _sampler_optional()["keep_silent_mouth"],
+                "posterior": _sampler_optional()["posterior"],
                 "smooth": ("BOOLEAN", {"default": True,
                                        "tooltip": "Upstream's alignment smoothing across frames (restarted at "
                                                   "detected cuts), as in Face Align Crop."}),
