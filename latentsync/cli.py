@@ -24,7 +24,7 @@ from typing import Iterator, Optional, Sequence
 from . import __version__
 from .cli_checks import UsageError, apply_quality, check_numbers, resolve_device
 from .cli_jobs import Job, batch_jobs, default_output, input_problem
-from .configs import DEFAULT_SEED, DETECTOR_NAMES, RESOLUTION_BY_VERSION
+from .configs import DEFAULT_SEED, DETECTOR_NAMES, RESOLUTION_BY_VERSION, UPSTREAM_FPS
 from .exit_codes import (EXIT_BATCH, EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_MODELS, EXIT_NO_FACE, EXIT_OK,
                          EXIT_USAGE)
 from .locations import default_models_dir
@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--crf", type=parse_number, default=18, help="H.264 quality, lower is better, 0..51 (default %(default)s)")
     r.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
                    help="x264 preset: ultrafast ... veryslow (default %(default)s)")
-    r.add_argument("--fps", type=parse_number, default=25.0,
+    r.add_argument("--fps", type=parse_number, default=UPSTREAM_FPS,
                    help="frame rate for still-image inputs, 0.01..240 (default %(default)s)")
     r.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bars or info messages: errors, warnings about the result, and one summary line "

@@ -71,8 +71,8 @@ LATENT_CHANNELS = 4
 VAE_DOWNSCALE = 8
 
 NUM_FRAMES_PER_CHUNK = 16  # data.num_frames
-AUDIO_SAMPLE_RATE = 16000
-UPSTREAM_FPS = 25.0
+AUDIO_SAMPLE_RATE = 16000  # whisper's and SyncNet's rate: every waveform is resampled to it
+UPSTREAM_FPS = 25.0  # upstream's video rate: still images, unconnected fps inputs, SyncNet's evaluation grid
 AUDIO_FEAT_LENGTH = (2, 2)  # data.audio_feat_length: feature rows = 2*left before ... 2*(right+1) after
 
 # Face detector choices (latentsync.face.detectors); here so the command line lists them without importing torch.
@@ -82,6 +82,7 @@ DETECTOR_NAMES: tuple[str, ...] = ("auto", "insightface", "dlib")
 DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 1.5
 DEFAULT_SEED = 1247
+DEFAULT_DEEPCACHE = True  # inference.sh and gradio_app.py pass enable_deepcache; the nodes and presets agree
 DEEPCACHE_INTERVAL = 3
 DEEPCACHE_BRANCH = 0
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from .configs import UPSTREAM_FPS
+
 STEPS = 3
 
 
@@ -70,10 +72,10 @@ def _output_checks(result: SelftestResult, out: str, report, image_path: Path, a
         source = np.asarray(im.convert("RGB"))
     wave, sr = load_audio(out)
     seconds = wave.shape[-1] / sr
-    expected = round(audio_seconds * 25)
-    ok = (info.num_frames == report.frames and abs(info.num_frames - expected) <= 2 and info.fps == 25
+    expected = round(audio_seconds * UPSTREAM_FPS)
+    ok = (info.num_frames == report.frames and abs(info.num_frames - expected) <= 2 and info.fps == UPSTREAM_FPS
           and (info.height, info.width) == source.shape[:2] and info.has_audio
-          and abs(seconds - info.num_frames / 25) < 0.1)
+          and abs(seconds - info.num_frames / UPSTREAM_FPS) < 0.1)
     result.checks.append(Check(
         "output video", ok, f"{info.num_frames} frames (audio: {audio_seconds:.2f} s -> ~{expected}) at "
                             f"{float(info.fps):g} fps, {info.width}x{info.height}, audio {seconds:.2f} s"))

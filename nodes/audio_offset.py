@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from .checks import fps_problem, image_batch_problem
+from .checks import fps_input, fps_problem, image_batch_problem
 from .types import SYNCNET
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,7 @@ class LatentSyncFixAudioOffset:
             "required": {
                 "images": ("IMAGE", {"tooltip": "The video frames whose lips the audio should match."}),
                 "audio": ("AUDIO", {"tooltip": "The audio to shift (any rate / channels), starting with the first frame."}),
-                "fps": ("FLOAT", {"default": 25.0, "min": 0.01, "max": 240.0, "step": 0.001,
-                                  "tooltip": "Frame rate of the frames."}),
+                "fps": fps_input("Frame rate of the frames."),
                 "syncnet": (SYNCNET, {"tooltip": "From LatentSync Load SyncNet."}),
                 "min_confidence": ("FLOAT", {
                     "default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,

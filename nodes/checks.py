@@ -10,6 +10,16 @@ from __future__ import annotations
 from typing import Any, Optional
 
 
+def fps_input(tooltip: str, **extra: Any) -> tuple[str, dict]:
+    """The FLOAT fps input the nodes share: upstream's rate by default and the library's range, from one place."""
+    from ..latentsync.configs import UPSTREAM_FPS
+    from ..latentsync.option_checks import SPECS
+
+    spec = SPECS["fps"]
+    return ("FLOAT", {"default": UPSTREAM_FPS, "min": spec.low, "max": spec.high, "step": 0.001, **extra,
+                      "tooltip": tooltip})
+
+
 def fps_problem(fps: Any, name: str = "fps") -> Optional[str]:
     """Message when ``fps`` is not a finite frame rate within 0.01..240 (None = linked, checked at run time)."""
     from ..latentsync.option_checks import number_problem

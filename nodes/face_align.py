@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .checks import fps_problem, image_batch_problem
+from .checks import fps_input, fps_problem, image_batch_problem
 from .types import FACES, MODEL, SYNCNET
 
 if TYPE_CHECKING:
@@ -147,8 +147,8 @@ class LatentSyncFaceAlignCrop:
             "optional": {
                 "syncnet": (SYNCNET, {"tooltip": "For face_index -2 (speaker): from LatentSync Load SyncNet."}),
                 "audio": ("AUDIO", {"tooltip": "For face_index -2 (speaker): the speech the frames go with."}),
-                "fps": ("FLOAT", {"default": 25.0, "min": 0.01, "max": 240.0, "step": 0.001, "forceInput": True,
-                                  "tooltip": "For face_index -2 (speaker): the frames' rate (25 when not connected)."}),
+                "fps": fps_input("For face_index -2 (speaker): the frames' rate (25 when not connected).",
+                                 forceInput=True),
             },
         }
 
@@ -179,7 +179,9 @@ class LatentSyncFaceAlignCrop:
             progress.set(min(start + BATCH, num))
         choice = "largest" if face_index == -1 else int(face_index)
         if face_index == SPEAKER_INDEX:
-            choice = _speaker_plan(images, syncnet, audio, 25.0 if fps is None else fps)
+            from ..latentsync.configs import UPSTREAM_FPS
+
+            choice = _speaker_plan(images, syncnet, audio, UPSTREAM_FPS if fps is None else fps)
         track = track_faces(detections, (height, width), face_index=choice,
                             signatures=np.concatenate(signatures), detector=str(getattr(det, "name", detector)))
         points = torch.as_tensor(track.points, dtype=torch.float32)

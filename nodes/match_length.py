@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
-from .checks import fps_problem, image_batch_problem
+from .checks import fps_input, fps_problem, image_batch_problem
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,7 @@ class LatentSyncMatchLength:
             "required": {
                 "images": ("IMAGE", {"tooltip": "Video frames, or a single image for a talking still."}),
                 "audio": ("AUDIO", {"tooltip": "The speech the frames must cover."}),
-                "fps": ("FLOAT", {"default": 25.0, "min": 0.01, "max": 240.0, "step": 0.001,
-                                  "tooltip": "Frame rate of the frames (for a still image: the output frame rate)."}),
+                "fps": fps_input("Frame rate of the frames (for a still image: the output frame rate)."),
                 "policy": (POLICIES, {"default": "pingpong",
                                       "tooltip": "How to reconcile the lengths (see the node description); "
                                                  "pingpong is upstream's behaviour."}),

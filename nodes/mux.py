@@ -8,7 +8,7 @@ import os
 from typing import TYPE_CHECKING, Any, Mapping
 
 from . import comfy_compat as cc
-from .checks import fps_problem, image_batch_problem
+from .checks import fps_input, fps_problem, image_batch_problem
 
 if TYPE_CHECKING:
     import torch
@@ -100,8 +100,7 @@ class LatentSyncMuxAudio:
             "required": {
                 "images": ("IMAGE", {"tooltip": "Frames to encode (e.g. from LatentSync VAE Decode Composite)."}),
                 "audio": ("AUDIO", {"tooltip": "The audio track (any rate/channels; written as AAC)."}),
-                "fps": ("FLOAT", {"default": 25.0, "min": 0.01, "max": 240.0, "step": 0.001,
-                                  "tooltip": "Frame rate of the frames (29.97 is written as 30000/1001)."}),
+                "fps": fps_input("Frame rate of the frames (29.97 is written as 30000/1001)."),
                 "filename_prefix": ("STRING", {"default": "LatentSync",
                                                "tooltip": "File name prefix; may contain a subfolder "
                                                           "(e.g. lipsync/clip) and %date:yyyy-MM-dd%."}),

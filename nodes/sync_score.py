@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 from . import paths
-from .checks import fps_problem, image_batch_problem
+from .checks import fps_input, fps_problem, image_batch_problem
 from .types import SYNCNET
 
 log = logging.getLogger(__name__)
@@ -133,10 +133,11 @@ class LatentSyncLoadSyncNet:
 def _curve_image(score: Any) -> Any:
     import torch
 
+    from ..latentsync.configs import UPSTREAM_FPS
     from ..latentsync.metrics.plot import draw_curve
 
     times, values = score.curve
-    image = draw_curve(times, values, title=score.report(), duration=score.num_frames / 25.0,
+    image = draw_curve(times, values, title=score.report(), duration=score.num_frames / UPSTREAM_FPS,
                        height=CURVE_SIZE[0], width=CURVE_SIZE[1])
     return torch.from_numpy(image.copy()).float().div_(255.0)[None]
 
@@ -177,9 +178,8 @@ class LatentSyncSyncScore:
                                                 "aligned faces, or face crops (then turn detect_faces off)."}),
                 "audio": ("AUDIO", {"tooltip": "The audio that should match the frames, starting with the first frame "
                                                "(any rate / channels; down-mixed to 16 kHz like upstream)."}),
-                "fps": ("FLOAT", {"default": 25.0, "min": 0.01, "max": 240.0, "step": 0.001,
-                                  "tooltip": "Frame rate of the frames (e.g. the fps output of the video loader); "
-                                             "other rates are resampled to 25 fps like ffmpeg -r 25."}),
+                "fps": fps_input("Frame rate of the frames (e.g. the fps output of the video loader); other rates "
+                                 "are resampled to 25 fps like ffmpeg -r 25."),
                 "syncnet": (SYNCNET, {"tooltip": "From LatentSync Load SyncNet."}),
                 "detect_faces": ("BOOLEAN", {
                     "default": True,

@@ -90,6 +90,13 @@ class LatentSyncModel:
         return f"LatentSync {self.version or 'custom'} @ {self.resolution}px ({names})"
 
 
+def _audio_rate() -> int:
+    """The library's audio rate (read when an audio object is made: importing the pack stays light)."""
+    from ..latentsync.configs import AUDIO_SAMPLE_RATE
+
+    return AUDIO_SAMPLE_RATE
+
+
 @dataclass(eq=False)
 class LatentSyncAudio:
     """Whisper features of one audio clip and the frame rate they will be cut into windows for."""
@@ -99,7 +106,7 @@ class LatentSyncAudio:
     num_frames: int  # frames the audio covers at fps (upstream's count: two more than its duration)
     duration: float  # seconds
     waveform16k: Any  # (T,) float32 16 kHz mono
-    sample_rate: int = 16000
+    sample_rate: int = field(default_factory=_audio_rate)
 
 
 @dataclass(eq=False)

@@ -11,7 +11,9 @@ import math
 import numpy as np
 import torch
 
-SAMPLE_RATE = 16000
+from ..configs import AUDIO_SAMPLE_RATE
+
+SAMPLE_RATE = AUDIO_SAMPLE_RATE
 N_FFT = 400
 HOP_LENGTH = 160
 

@@ -13,12 +13,14 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..configs import AUDIO_SAMPLE_RATE
+
 BLOCK_S = 0.010
 LOUD_QUANTILE = 0.99  # "loud level" of the clip: robust against a few clicks
 _POWER_EPS = 1e-12  # -120 dBFS: digital silence
 
 
-def block_levels_db(wav: torch.Tensor, sample_rate: int = 16000) -> torch.Tensor:
+def block_levels_db(wav: torch.Tensor, sample_rate: int = AUDIO_SAMPLE_RATE) -> torch.Tensor:
     """Mean power of consecutive 10 ms blocks in dBFS ``(ceil(T / block),)``; the last block is zero-padded."""
     block = max(1, round(sample_rate * BLOCK_S))
     padded = F.pad(wav.to(torch.float32), (0, (-wav.numel()) % block))
@@ -61,7 +63,7 @@ def silent_frames(
     pad_s: float = 0.1,
     floor_db: float = -60.0,
     hysteresis_db: float = 10.0,
-    sample_rate: int = 16000,
+    sample_rate: int = AUDIO_SAMPLE_RATE,
 ) -> torch.Tensor:
     """``(num_frames,)`` bool: True where video frame ``i`` (shown over ``[i/fps, (i+1)/fps)``) is a pause.
 

@@ -15,9 +15,11 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from ..configs import AUDIO_SAMPLE_RATE
+
 log = logging.getLogger(__name__)
 
-TARGET_RATE = 16000
+TARGET_RATE = AUDIO_SAMPLE_RATE
 _FRAME_SAMPLES = 1 << 15  # samples per AudioFrame pushed into the resampler
 _INT16_SCALE = 32768.0
 

@@ -13,6 +13,8 @@ from typing import Sequence
 
 import torch
 
+from ..configs import UPSTREAM_FPS
+
 ROWS_PER_SECOND = 50
 DEFAULT_FEAT_LENGTH = (2, 2)
 # Slack (in feature rows, i.e. 20 ns) absorbing float error of timestamps t = i / fps before flooring.
@@ -44,7 +46,7 @@ def window_size(feat_length: Sequence[int] = DEFAULT_FEAT_LENGTH) -> int:
     return int(_row_offsets(feat_length).numel())
 
 
-def upstream_frame_count(num_rows: int, fps: float = 25.0) -> int:
+def upstream_frame_count(num_rows: int, fps: float = UPSTREAM_FPS) -> int:
     """Number of chunks (= output frames) upstream's ``feature2chunks`` yields for ``num_rows`` feature rows.
 
     Upstream appends chunk ``i`` and stops after the first ``i`` with ``int(i * (50.0 / fps)) > num_rows``;
@@ -66,7 +68,7 @@ def _windows_from_centres(centres: torch.Tensor, num_rows: int, feat_length: Seq
 def frame_window_indices(
     num_rows: int,
     num_frames: int,
-    fps: float = 25.0,
+    fps: float = UPSTREAM_FPS,
     *,
     feat_length: Sequence[int] = DEFAULT_FEAT_LENGTH,
     start_frame: int = 0,

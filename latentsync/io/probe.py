@@ -18,6 +18,7 @@ import av
 import numpy as np
 from av.error import FFmpegError
 
+from ..configs import UPSTREAM_FPS
 from ..limits import frame_size_problem
 from .errors import MediaError
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 # A frame interval that deviates from 1/fps by more than this share of it (and by more than 1.5
 # container ticks, which absorbs millisecond-rounded timestamps) marks the file as VFR.
 _VFR_RELATIVE_TOLERANCE = 0.01
-_FALLBACK_FPS = Fraction(25)
+_FALLBACK_FPS = Fraction(UPSTREAM_FPS)
 
 
 @dataclass(frozen=True)

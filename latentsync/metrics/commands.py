@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from ..configs import UPSTREAM_FPS
 from ..exit_codes import EXIT_INPUT, EXIT_MODELS, EXIT_OK, EXIT_USAGE
 
 log = logging.getLogger("latentsync")
@@ -127,7 +128,7 @@ def score_main(argv: Optional[Sequence[str]] = None, prog: str = "latentsync sco
 
             times, values = result.curve
             Image.fromarray(draw_curve(times, values, title=result.report(),
-                                       duration=result.num_frames / 25.0)).save(args.curve)
+                                       duration=result.num_frames / UPSTREAM_FPS)).save(args.curve)
         if args.json:
             print(json.dumps(record, indent=2))
         else:

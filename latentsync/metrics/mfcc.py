@@ -15,7 +15,9 @@ import math
 import numpy as np
 import torch
 
-SAMPLE_RATE = 16000
+from ..configs import AUDIO_SAMPLE_RATE
+
+SAMPLE_RATE = AUDIO_SAMPLE_RATE
 FRAME_LEN = 400  # 25 ms
 FRAME_STEP = 160  # 10 ms
 NFFT = 512

@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ..configs import AUDIO_SAMPLE_RATE
 from . import faces, scenes
 from .s3fd import S3FD
 from .score import SyncOptions, as_uint8, clip_problem, frames_at_25fps, rank_tracks, speaking_track
@@ -187,8 +188,8 @@ def plan_for_file(video: str, audio: Optional[str], syncnet: SyncNetV2, s3fd: S3
         batch = torch.from_numpy(frames)
         if factor < 1.0:
             batch = linear_u8(batch, size)
-        first = int(round(offset / float(fps) * 16000))
-        seg_audio = wav[first:first + int(math.ceil(batch.shape[0] / float(fps) * 16000))]
+        first = int(round(offset / float(fps) * AUDIO_SAMPLE_RATE))
+        seg_audio = wav[first:first + int(math.ceil(batch.shape[0] / float(fps) * AUDIO_SAMPLE_RATE))]
         if seg_audio.numel() == 0:  # the audio ended: the shots are not scorable (too short)
             seg_audio = torch.zeros(1)
         plan = choose_speakers(batch, seg_audio, fps, syncnet, s3fd, scaled)

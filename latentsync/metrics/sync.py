@@ -20,13 +20,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..configs import AUDIO_SAMPLE_RATE, UPSTREAM_FPS
 from .crops import medfilt
 from .mfcc import mfcc_from_waveform
 from .syncnet_v2 import LIP_FRAMES, MFCC_PER_FRAME, MFCC_WINDOW, SyncNetV2
 
 VSHIFT = 15
-SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
-FPS = 25
+FPS = int(UPSTREAM_FPS)  # SyncNet's evaluation grid
+SAMPLES_PER_FRAME = AUDIO_SAMPLE_RATE // FPS  # 640
 CURVE_KERNEL = 9
 
 

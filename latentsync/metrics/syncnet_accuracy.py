@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from ..audio.mel import mel_filterbank
+from ..configs import AUDIO_SAMPLE_RATE
 from ..face.resize import bicubic_antialias
 from .stable_syncnet import StableSyncNet
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = AUDIO_SAMPLE_RATE
 N_FFT = 800
 HOP = 200
 N_MELS = 80

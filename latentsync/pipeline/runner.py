@@ -24,7 +24,7 @@ from typing import Callable, ContextManager, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..configs import NUM_FRAMES_PER_CHUNK
+from ..configs import NUM_FRAMES_PER_CHUNK, UPSTREAM_FPS
 from .face_report import NoFaceError, no_face_message
 from . import stages
 from .oom import MemoryPlan, free_cached_memory, run_shrinking
@@ -50,7 +50,7 @@ class RunOptions:
     crf: int = 18
     preset: str = "medium"  # x264 speed/size trade-off (ultrafast ... veryslow); quality is set by crf
     compile: bool = False  # torch.compile the U-Net (first use of a shape compiles for about 1-2 min)
-    still_fps: float = 25.0
+    still_fps: float = UPSTREAM_FPS
     overwrite: bool = False
     models_dirs: Sequence[str] = ()  # models roots/folders searched for the insightface files
     require_face: bool = False  # raise NoFaceError (before generating) when no frame has a usable face
@@ -109,7 +109,7 @@ class FrameSource:
     (ping-pong loops) decode each block once per sweep.
     """
 
-    def __init__(self, path: str, *, block: int = 32, still_fps: float = 25.0):
+    def __init__(self, path: str, *, block: int = 32, still_fps: float = UPSTREAM_FPS):
         from ..io import video as vio
 
         self.path = path
