@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from .checks import fps_problem
+from .editor import HIDDEN, with_badge
 from .types import AUDIO_FEATURES, MODEL
 
 log = logging.getLogger(__name__)
@@ -35,14 +36,15 @@ class LatentSyncWhisperAudioEmbed:
                 "fps": ("FLOAT", {"default": 25.0, "min": 0.01, "max": 240.0, "step": 0.001,
                                   "tooltip": "Frame rate of the video (e.g. the fps output of LatentSync Load Video "
                                              "or Get Video Components). Upstream LatentSync assumes 25."}),
-            }
+            },
+            "hidden": dict(HIDDEN),
         }
 
     @classmethod
     def VALIDATE_INPUTS(cls, fps):
         return fps_problem(fps) or True
 
-    def embed(self, model, audio, fps):
+    def embed(self, model, audio, fps, unique_id=None):
         import torch
 
         from ..latentsync.audio.features import whisper_features
@@ -69,9 +71,7 @@ class LatentSyncWhisperAudioEmbed:
         log.info("LatentSync audio: %.2f s -> %d feature rows -> %d frames at %.3f fps",
                  result.duration, features.shape[0], frames, result.fps)
         text, warn = _speech_summary(result.waveform16k, frames, result.fps, result.duration)
-        if warn:
-            log.warning("LatentSync Whisper Audio Embed: %s", text)
-        return {"ui": {"latentsync_badge": [{"text": text, "warn": warn}]}, "result": (result,)}
+        return with_badge((result,), text, warn, unique_id)
 
 
 SILENT_DBFS = -60.0  # the silence detector's absolute floor: quieter than this everywhere = no speech at all

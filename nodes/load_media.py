@@ -11,6 +11,7 @@ import logging
 import os
 
 from . import paths
+from .editor import HIDDEN, with_badge
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,6 @@ def _require_file(name: str, path: str, what: str) -> None:
     problem = _choice_or_path_problem(name, path, what)
     if problem:
         raise AccessError(problem)
-
-
-def _with_badge(result: tuple, text: str, warn: bool) -> dict:
-    """The node's outputs plus a line the editor shows under the node (web/latentsync.js keeps it in the node's
-    properties, so it survives a reload); a warning is also logged, as before."""
-    return {"ui": {"latentsync_badge": [{"text": text, "warn": warn}]}, "result": result}
 
 
 def silent_audio(seconds: float, rate: int = 16000) -> dict:
@@ -111,6 +106,7 @@ class LatentSyncLoadVideo:
                                                               "input, output or temp folder, or in a folder the "
                                                               "server's owner lists in LATENTSYNC_ALLOWED_DIRS."}),
             },
+            "hidden": dict(HIDDEN),
         }
 
     @classmethod
@@ -121,7 +117,7 @@ class LatentSyncLoadVideo:
     def VALIDATE_INPUTS(cls, path=""):
         return _path_problem(path, "video") or True
 
-    def load(self, video, frame_load_cap, skip_first_frames, path=""):
+    def load(self, video, frame_load_cap, skip_first_frames, path="", unique_id=None):
         import torch
 
         from ..latentsync.audio.waveform import load_audio
@@ -134,8 +130,8 @@ class LatentSyncLoadVideo:
         file = paths.resolve_input(video, path, "video")
         if is_image_path(file):  # a still: one upright frame, its size checked before decoding
             still = torch.from_numpy(read_image(file)).float().div_(255.0)[None]
-            return _with_badge((still, silent_audio(1 / STILL_FPS), STILL_FPS, 1),
-                               "a still image: 1 frame, no audio track (its audio output is silence)", True)
+            return with_badge((still, silent_audio(1 / STILL_FPS), STILL_FPS, 1),
+                              "a still image: 1 frame, no audio track (the audio output is silence)", True, unique_id)
         info = probe_video(file)
         fps = float(info.fps)
         count = None if frame_load_cap <= 0 else int(frame_load_cap)
@@ -165,11 +161,10 @@ class LatentSyncLoadVideo:
             audio = {"waveform": wave[:, a:b].unsqueeze(0).contiguous(), "sample_rate": rate}
             note = None
         else:
-            log.warning("LatentSync Load Video: %s has no audio track; returning silence.", file)
             audio = silent_audio(seconds)
-            note = "no audio track: its audio output is silence"
-        return _with_badge((images, audio, fps, int(images.shape[0])),
-                           f"{images.shape[0]} frames · {fps:.3g} fps" + (f" · {note}" if note else ""), bool(note))
+            note = f"{os.path.basename(file)} has no audio track: the audio output is silence"
+        text = (f"{note} · " if note else "") + f"{images.shape[0]} frames · {fps:.3g} fps"
+        return with_badge((images, audio, fps, int(images.shape[0])), text, bool(note), unique_id)
 
 
 class LatentSyncLoadAudio:
