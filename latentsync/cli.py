@@ -24,11 +24,12 @@ from typing import Iterator, Optional, Sequence
 from . import __version__
 from .cli_checks import UsageError, apply_quality, check_numbers, resolve_device
 from .cli_jobs import Job, batch_jobs, default_output, input_problem
-from .configs import DEFAULT_SEED, DETECTOR_NAMES, RESOLUTION_BY_VERSION, UPSTREAM_FPS
+from .configs import DETECTOR_NAMES, RESOLUTION_BY_VERSION
 from .exit_codes import (EXIT_BATCH, EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_MODELS, EXIT_NO_FACE, EXIT_OK,
                          EXIT_USAGE)
 from .locations import default_models_dir
 from .option_checks import parse_number
+from .options import add_cli_argument
 from .presets import PRESETS
 from .presets import describe as describe_preset
 
@@ -99,46 +100,30 @@ def build_parser() -> argparse.ArgumentParser:
     s = p.add_argument_group("sampling")
     s.add_argument("--quality", choices=list(PRESETS), default=None,
                    help="quality preset, explicit options win over it: " + "; ".join(describe_preset(n) for n in PRESETS))
-    s.add_argument("--steps", type=parse_number, default=None, help="DDIM steps, 1..200 (default 20)")
-    s.add_argument("--guidance", type=parse_number, default=None,
-                   help="classifier-free guidance scale, 1.0..10.0; 1.0 turns it off (default 1.5)")
-    s.add_argument("--seed", type=parse_number, default=DEFAULT_SEED,
-                   help="random seed, 0..2^64-1; -1 for a random one (default %(default)s)")
-    s.add_argument("--deepcache", action=argparse.BooleanOptionalAction, default=None,
-                   help="DeepCache (interval 3, branch 0), ~2x faster, as upstream's app (default off)")
+    for name in ("steps", "guidance", "seed", "deepcache"):  # flags, defaults and help from latentsync/options.py
+        add_cli_argument(s, name)
     s.add_argument("--noise-on-cpu", action="store_true", help="draw noise on the CPU (same result on any device)")
-    s.add_argument("--length-policy", default="pingpong", choices=["pingpong", "loop", "trim", "hold_last", "pad_audio"],
-                   help="when audio and video lengths differ (default %(default)s, as upstream)")
-    s.add_argument("--keep-silent-mouth", action="store_true", help="keep the original mouth where the audio is silent")
-    s.add_argument("--posterior-mean", action="store_true",
-                   help="use the VAE posterior mean instead of a random sample (upstream samples)")
+    for name in ("length_policy", "keep_silent_mouth", "posterior"):
+        add_cli_argument(s, name)
     f = p.add_argument_group("faces")
     f.add_argument("--detector", default="auto", choices=DETECTOR_NAMES,
                    help="auto: insightface when its files are in the models folder, else dlib (the offline detector, "
                         "no download); insightface: upstream's detector (files downloaded when missing); "
                         "default %(default)s")
-    f.add_argument("--face-index", default="largest", help="'largest', the index of the face, left to right, or "
-                   "'speaker': per shot the face whose lips move with the audio (SyncNet; needs "
-                   "auxiliary/syncnet_v2.model and sfd_face.pth) (default %(default)s)")
-    f.add_argument("--require-face", action="store_true",
-                   help="exit 6 (a batch: mark the job failed) without writing when no frame has a usable face; "
-                        "by default such a video is passed through unchanged and reported")
+    add_cli_argument(f, "face_index")
+    add_cli_argument(f, "require_face", help="exit 6 (a batch: mark the job failed) without writing when no frame has "
+                     "a usable face; by default such a video is passed through unchanged and reported")
     r = p.add_argument_group("runtime")
     r.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps ... "
                    "(default %(default)s)")
     r.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                    help="weights dtype (auto: fp16 on CUDA GPUs of compute capability 8+, else fp32)")
-    r.add_argument("--compile", action="store_true",
-                   help="torch.compile the U-Net: ~1.6x faster steps after a one-time compile of 1-2 min (needs Triton on "
-                        "GPUs; falls back to uncompiled when it cannot)")
-    r.add_argument("--batch-chunks", type=parse_number, default=0,
-                   help="16-frame chunks per U-Net call, 1..16; same result, more VRAM (default 0 = auto: 2 at 256 px "
-                        "on a GPU, else 1); halved automatically when the device runs out of memory")
-    r.add_argument("--crf", type=parse_number, default=18, help="H.264 quality, lower is better, 0..51 (default %(default)s)")
+    add_cli_argument(r, "compile")
+    add_cli_argument(r, "batch_chunks", default=0)  # 0 = auto (the command picks 1 or 2; the result is the same)
+    add_cli_argument(r, "crf")
     r.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
                    help="x264 preset: ultrafast ... veryslow (default %(default)s)")
-    r.add_argument("--fps", type=parse_number, default=UPSTREAM_FPS,
-                   help="frame rate for still-image inputs, 0.01..240 (default %(default)s)")
+    add_cli_argument(r, "fps")
     r.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bars or info messages: errors, warnings about the result, and one summary line "
                         "per job (on stdout)")

@@ -9,14 +9,14 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
-from .configs import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from .option_checks import OptionError, check_number
+from .options import OPTIONS
 
 if TYPE_CHECKING:
     import torch
 
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
-DEFAULTS = {"version": "1.6", "steps": DEFAULT_STEPS, "guidance": DEFAULT_GUIDANCE, "deepcache": False}
+DEFAULTS = {"version": "1.6", **{name: OPTIONS[name].default for name in ("steps", "guidance", "deepcache")}}
 
 
 class UsageError(ValueError):

@@ -83,6 +83,7 @@ DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 1.5
 DEFAULT_SEED = 1247
 DEFAULT_DEEPCACHE = True  # inference.sh and gradio_app.py pass enable_deepcache; the nodes and presets agree
+LENGTH_POLICIES: tuple[str, ...] = ("pingpong", "loop", "trim", "hold_last", "pad_audio")  # pipeline.length
 DEEPCACHE_INTERVAL = 3
 DEEPCACHE_BRANCH = 0
 

@@ -7,7 +7,7 @@
 | close-up | 1.6 (512 px)    | 30    | 2.0      | off       | large faces where the mouth fills the frame |
 
 Options given explicitly always win over the preset's value (``--quality draft --steps 15`` runs 15 steps).
-Without a preset, the command line's own defaults apply (1.6, 20 steps, guidance 1.5, DeepCache off).
+Without a preset, the defaults of latentsync/options.py apply (1.6, 20 steps, guidance 1.5, DeepCache on).
 """
 
 from __future__ import annotations

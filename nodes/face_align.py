@@ -120,6 +120,8 @@ class LatentSyncFaceAlignCrop:
 
     @classmethod
     def INPUT_TYPES(cls):
+        from ..latentsync.options import node_input  # read here, not at import: importing the pack stays light
+
         return {
             "required": {
                 "images": ("IMAGE", {"tooltip": "The video frames (any size; alpha and grey are accepted)."}),
@@ -132,17 +134,13 @@ class LatentSyncFaceAlignCrop:
                                "offline dlib detector (pip install dlib-bin face-recognition-models). "
                                "The node reports which one ran.",
                 }),
-                "face_index": ("INT", {
-                    "default": -1, "min": -2, "max": 64,
-                    "tooltip": "Which face to lip-sync: -1 = the largest (as upstream); 0, 1, ... = faces counted "
-                               "left to right where several are first seen; -2 = the speaker: per shot the face "
-                               "whose lips move with the audio (SyncNet; connect syncnet, audio and fps). The "
-                               "choice is tracked across frames.",
-                }),
-                "smooth": ("BOOLEAN", {
-                    "default": True,
-                    "tooltip": "Upstream's alignment smoothing across frames (restarted at detected cuts).",
-                }),
+                "face_index": node_input(
+                    "face_index", min=SPEAKER_INDEX,
+                    tooltip="Which face to lip-sync: -1 = the largest (as upstream); 0, 1, ... = faces counted left "
+                            "to right where several are first seen; -2 = the speaker: per shot the face whose lips "
+                            "move with the audio (SyncNet; connect syncnet, audio and fps). The choice is tracked "
+                            "across frames."),
+                "smooth": node_input("smooth"),
             },
             "optional": {
                 "syncnet": (SYNCNET, {"tooltip": "For face_index -2 (speaker): from LatentSync Load SyncNet."}),

@@ -9,7 +9,6 @@ from .checks import fps_input, fps_problem, image_batch_problem
 
 log = logging.getLogger(__name__)
 
-POLICIES = ["pingpong", "loop", "trim", "hold_last", "pad_audio"]
 
 
 def audio_frame_count(audio: Mapping[str, Any], fps: float) -> int:
@@ -50,14 +49,15 @@ class LatentSyncMatchLength:
 
     @classmethod
     def INPUT_TYPES(cls):
+        from ..latentsync.options import node_input  # read here, not at import: importing the pack stays light
+
         return {
             "required": {
                 "images": ("IMAGE", {"tooltip": "Video frames, or a single image for a talking still."}),
                 "audio": ("AUDIO", {"tooltip": "The speech the frames must cover."}),
                 "fps": fps_input("Frame rate of the frames (for a still image: the output frame rate)."),
-                "policy": (POLICIES, {"default": "pingpong",
-                                      "tooltip": "How to reconcile the lengths (see the node description); "
-                                                 "pingpong is upstream's behaviour."}),
+                "policy": node_input("length_policy", tooltip="How to reconcile the lengths (see the node "
+                                     "description); pingpong is upstream's behaviour."),
             }
         }
 
@@ -67,7 +67,7 @@ class LatentSyncMatchLength:
 
     def match(self, images, audio, fps, policy):
         from ..latentsync.audio.waveform import audio_from_mapping
-        from ..latentsync.pipeline.length import apply_to_frames, apply_to_waveform, plan_length
+        from ..latentsync.pipeline.length import POLICIES, apply_to_frames, apply_to_waveform, plan_length
 
         problem = image_batch_problem(images) or fps_problem(fps)
         if problem:

@@ -13,7 +13,6 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CUSTOM = "custom"
-WIDGET_DEFAULTS = {"steps": 20, "guidance": 1.5, "deepcache": True}
 TOOLTIP = (
     "Quality preset. custom: the widgets as set. draft: 10 steps, guidance 1.5, DeepCache on (meant for 1.5, 256 px); "
     "standard: 20 steps, guidance 1.5, DeepCache on (1.6, 512 px); close-up: 30 steps, guidance 2.0, DeepCache off "
@@ -31,6 +30,7 @@ def choices() -> list[str]:
 def apply(quality: str, steps: Any, guidance: Any, deepcache: Any, resolution: int) -> tuple[Any, Any, Any]:
     """(steps, guidance, deepcache) after the preset; widgets changed from their defaults are kept."""
     from ..latentsync.configs import RESOLUTION_BY_VERSION
+    from ..latentsync.options import OPTIONS
     from ..latentsync.presets import PRESETS, resolve
 
     if not quality or quality == CUSTOM:
@@ -38,7 +38,7 @@ def apply(quality: str, steps: Any, guidance: Any, deepcache: Any, resolution: i
     if quality not in PRESETS:
         raise ValueError(f"quality must be one of {', '.join(choices())}, got {quality!r}.")
     given = {"steps": steps, "guidance": guidance, "deepcache": deepcache}
-    explicit = {k: v for k, v in given.items() if v != WIDGET_DEFAULTS[k]}
+    explicit = {k: v for k, v in given.items() if v != OPTIONS[k].default}  # widgets changed from their default
     values = resolve(quality, explicit, {**given, "version": None})
     wanted = RESOLUTION_BY_VERSION[PRESETS[quality].version]
     if wanted != resolution:

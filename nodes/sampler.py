@@ -11,16 +11,6 @@ from .types import AUDIO_FEATURES, MODEL
 
 log = logging.getLogger(__name__)
 
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
-COMPILE_TOOLTIP = (
-    "torch.compile the U-Net: the first run of a shape compiles for 1-2 minutes, later runs of the session are "
-    "about 1.6x faster per step (measured on an H200). Needs Triton (on Windows: triton-windows); without it, or "
-    "if compiling fails, the U-Net runs uncompiled with a warning in the console."
-)
-BATCH_CHUNKS_TOOLTIP = (
-    "16-frame chunks denoised together in one U-Net call: same result, more VRAM (about that many times the "
-    "activations). 2 helps at 256 px."
-)
 
 
 def unet_memory(model: Any, frames: int, latent_hw: tuple[int, int], guidance: float, chunks: int = 1) -> int:
@@ -95,38 +85,24 @@ class LatentSyncSampler:
 
     @classmethod
     def INPUT_TYPES(cls):
+        from ..latentsync.options import node_input  # read here, not at import: importing the pack stays light
+
         return {
             "required": {
                 "model": (MODEL, {"tooltip": "From Load LatentSync Model."}),
                 "latent": ("LATENT", {"tooltip": "From LatentSync Masked VAE Encode."}),
                 "audio_features": (AUDIO_FEATURES, {"tooltip": "From LatentSync Whisper Audio Embed."}),
-                "seed": ("INT", {"default": 1247, "min": 0, "max": MAX_SEED, "control_after_generate": True,
-                                 "tooltip": "Noise seed (upstream's default is 1247)."}),
-                "steps": ("INT", {"default": 20, "min": 1, "max": 200,
-                                  "tooltip": "DDIM steps per chunk (upstream: 20)."}),
-                "guidance": ("FLOAT", {"default": 1.5, "min": 1.0, "max": 10.0, "step": 0.05,
-                                       "tooltip": "Audio guidance scale (upstream: 1.5; 1.0 turns guidance off and "
-                                                  "halves the work)."}),
-                "deepcache": ("BOOLEAN", {"default": True,
-                                          "tooltip": "Reuse deep U-Net features on 2 of every 3 steps (upstream's "
-                                                     "inference.sh / gradio default): about 2x faster, slightly "
-                                                     "different output."}),
-                "frame_offset": ("INT", {"default": 0, "min": 0, "max": 10_000_000,
-                                         "tooltip": "Index of this batch's first frame in the whole video, for "
-                                                    "meta-batching (e.g. Meta Batch Manager): the audio windows "
-                                                    "start there. 0 for a whole video."}),
+                "seed": node_input("seed", control_after_generate=True),
+                "steps": node_input("steps"),
+                "guidance": node_input("guidance"),
+                "deepcache": node_input("deepcache"),
+                "frame_offset": node_input("frame_offset"),
             },
             "optional": {
-                "keep_silent_mouth": ("BOOLEAN", {"default": False,
-                                                  "tooltip": "Keep the original mouth where the audio is silent "
-                                                             "(voice-activity detection): no mouth flapping in "
-                                                             "pauses, and silent 16-frame chunks are not computed."}),
-                "posterior": (["sample (upstream)", "mean"], {"default": "sample (upstream)",
-                                                              "tooltip": "How the face latents enter the U-Net: a "
-                                                                         "random sample of the VAE posterior (as "
-                                                                         "upstream) or its mean (deterministic)."}),
-                "compile": ("BOOLEAN", {"default": False, "tooltip": COMPILE_TOOLTIP}),
-                "batch_chunks": ("INT", {"default": 1, "min": 1, "max": 8, "tooltip": BATCH_CHUNKS_TOOLTIP}),
+                "keep_silent_mouth": node_input("keep_silent_mouth"),
+                "posterior": node_input("posterior"),
+                "compile": node_input("compile"),
+                "batch_chunks": node_input("batch_chunks"),
                 "quality": (presets.choices(), {"default": presets.CUSTOM, "tooltip": presets.TOOLTIP}),
             },
         }

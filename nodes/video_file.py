@@ -10,19 +10,12 @@ from . import quality as presets
 from .checks import require_numbers
 from .face_align import DETECTORS, LIBRARY_DETECTOR
 from .load_media import AUDIO_SUFFIXES, VIDEO_SUFFIXES, _file_state, _path_problem
-from .match_length import POLICIES
-from .sampler import BATCH_CHUNKS_TOOLTIP, COMPILE_TOOLTIP, MAX_SEED, LatentSyncSampler, compiled_unet, unet_memory
+from .sampler import compiled_unet, unet_memory
 from .types import MODEL
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-def _sampler_optional() -> dict:
-    """The Sampler node's optional inputs (read when the node's inputs are asked for: its presets import the
-    library, which importing the pack must not)."""
-    return LatentSyncSampler.INPUT_TYPES()["optional"]
 
 
 class LatentSyncVideoFile:
@@ -47,6 +40,8 @@ class LatentSyncVideoFile:
 
     @classmethod
     def INPUT_TYPES(cls):
+        from ..latentsync.options import node_input  # read here, not at import: importing the pack stays light
+
         return {
             "required": {
                 "model": (MODEL, {"tooltip": "From Load LatentSync Model."}),
@@ -56,21 +51,15 @@ class LatentSyncVideoFile:
                     "tooltip": "The video (or a still image) in ComfyUI's input folder."}),
                 "audio": (paths.input_files(AUDIO_SUFFIXES + VIDEO_SUFFIXES), {
                     "tooltip": "The speech (an audio file, or a video whose audio track is used)."}),
-                "seed": ("INT", {"default": 1247, "min": 0, "max": MAX_SEED, "control_after_generate": True,
-                                 "tooltip": "Noise seed (upstream's default is 1247)."}),
-                "steps": ("INT", {"default": 20, "min": 1, "max": 200, "tooltip": "DDIM steps per 16-frame chunk."}),
-                "guidance": ("FLOAT", {"default": 1.5, "min": 1.0, "max": 10.0, "step": 0.05,
-                                       "tooltip": "Audio guidance scale (upstream: 1.5)."}),
-                "deepcache": ("BOOLEAN", {"default": True, "tooltip": "About 2x faster sampling (upstream default "
-                                                                      "of inference.sh / gradio)."}),
+                "seed": node_input("seed", control_after_generate=True),
+                "steps": node_input("steps"),
+                "guidance": node_input("guidance"),
+                "deepcache": node_input("deepcache"),
                 "detector": (DETECTORS, {"default": "auto", "tooltip": "Face detector (see Face Align Crop)."}),
-                "face_index": ("INT", {"default": -1, "min": -1, "max": 64,
-                                       "tooltip": "-1 = largest face; 0, 1, ... = left to right."}),
-                "length_policy": (POLICIES, {"default": "pingpong",
-                                             "tooltip": "How the video follows the audio's length (see Match "
-                                                        "Length); a still image is always held."}),
+                "face_index": node_input("face_index", tooltip="-1 = largest face; 0, 1, ... = left to right."),
+                "length_policy": node_input("length_policy"),
                 "filename_prefix": ("STRING", {"default": "LatentSync", "tooltip": "Output file name prefix."}),
-                "crf": ("INT", {"default": 18, "min": 0, "max": 51, "tooltip": "H.264 quality (lower = better)."}),
+                "crf": node_input("crf"),
             },
             "optional": {
                 "video_path": ("STRING", {"default": "", "tooltip": "Video/image path; overrides the upload choice. "
@@ -79,20 +68,17 @@ class LatentSyncVideoFile:
                 "audio_path": ("STRING", {"default": "", "tooltip": "Audio path; overrides the upload choice. Only "
                                                                  "inside ComfyUI's input/output/temp folders or "
                                                                  "LATENTSYNC_ALLOWED_DIRS."}),
-                "compile": ("BOOLEAN", {"default": False, "tooltip": COMPILE_TOOLTIP}),
-                "batch_chunks": ("INT", {"default": 1, "min": 1, "max": 8, "tooltip": BATCH_CHUNKS_TOOLTIP}),
+                "compile": node_input("compile"),
+                "batch_chunks": node_input("batch_chunks"),
                 "quality": (presets.choices(), {"default": presets.CUSTOM, "tooltip": presets.TOOLTIP}),
-                "require_face": ("BOOLEAN", {"default": False,
-                                             "tooltip": "Fail (and write nothing) when no frame has a usable face. "
-                                                        "Off: such a video is passed through unchanged, and the "
-                                                        "node's summary says NO FACE."}),
+                "require_face": node_input("require_face", tooltip="Fail (and write nothing) when no frame has a "
+                                           "usable face. Off: such a video is passed through unchanged, and the "
+                                           "node's summary says NO FACE."),
                 # The graph's options (Face Align Crop's smooth, the sampler's keep_silent_mouth and posterior),
                 # same names, defaults and meaning: the streaming node gives what the graph gives.
-                "keep_silent_mouth": _sampler_optional()["keep_silent_mouth"],
-                "posterior": _sampler_optional()["posterior"],
-                "smooth": ("BOOLEAN", {"default": True,
-                                       "tooltip": "Upstream's alignment smoothing across frames (restarted at "
-                                                  "detected cuts), as in Face Align Crop."}),
+                "keep_silent_mouth": node_input("keep_silent_mouth"),
+                "posterior": node_input("posterior"),
+                "smooth": node_input("smooth"),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }

@@ -166,7 +166,7 @@ class FaceTracker:
     """
 
     frame_size: tuple[int, int]
-    face_index: FaceChoice = 0
+    face_index: FaceChoice = "largest"
     min_iou: float = 0.3
     max_center_jump: float = 0.6
     cut_jump: float = 0.75
@@ -383,7 +383,7 @@ def track_faces(
     detections: Sequence[Sequence[Face]],
     frame_size: tuple[int, int],
     *,
-    face_index: FaceChoice = 0,
+    face_index: FaceChoice = "largest",
     signatures: np.ndarray | None = None,
     detector: str = "",
     **options,

@@ -13,9 +13,10 @@ from numbers import Real
 
 import torch
 
+from ..configs import LENGTH_POLICIES
 from ..io.timing import samples_for_frames
 
-POLICIES = ("pingpong", "loop", "trim", "hold_last", "pad_audio")
+POLICIES = LENGTH_POLICIES
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import torch
 
 from ..configs import (
     DEEPCACHE_INTERVAL,
+    DEFAULT_DEEPCACHE,
     DEFAULT_GUIDANCE,
     DEFAULT_SEED,
     DEFAULT_STEPS,
@@ -40,12 +41,13 @@ ProgressCallback = Callable[[int, int], None]
 
 @dataclass
 class SamplerOptions:
-    """Sampling settings; defaults are upstream's inference.sh / gradio app (DeepCache off as in the CLI)."""
+    """Sampling settings; defaults are upstream's inference.sh / gradio app (DeepCache on), the same as the CLI's and
+    the nodes' (latentsync/options.py)."""
 
     steps: int = DEFAULT_STEPS
     guidance_scale: float = DEFAULT_GUIDANCE
     seed: Optional[int] = DEFAULT_SEED  # None draws a random seed
-    deepcache: bool = False
+    deepcache: bool = DEFAULT_DEEPCACHE
     deepcache_interval: int = DEEPCACHE_INTERVAL
     chunk_frames: int = NUM_FRAMES_PER_CHUNK
     noise_device: Optional[str] = None  # None: the execution device, as upstream; "cpu": same noise on any device/dtype
