@@ -75,9 +75,6 @@ AUDIO_SAMPLE_RATE = 16000  # whisper's and SyncNet's rate: every waveform is res
 UPSTREAM_FPS = 25.0  # upstream's video rate: still images, unconnected fps inputs, SyncNet's evaluation grid
 AUDIO_FEAT_LENGTH = (2, 2)  # data.audio_feat_length: feature rows = 2*left before ... 2*(right+1) after
 
-# Face detector choices (latentsync.face.detectors); here so the command line lists them without importing torch.
-DETECTOR_NAMES: tuple[str, ...] = ("auto", "insightface", "dlib")
-
 # Sampling defaults of inference.sh / gradio_app.py.
 DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 1.5

@@ -183,7 +183,7 @@ def check_detectors(diag: Diagnosis, roots: list[str], hashing: bool) -> None:
     from .face.detectors.insightface_onnx import INSIGHTFACE_FILES, candidate_dirs, find_insightface_files
 
     status = detector_status(roots)
-    if status["dlib"] is None:
+    if status["offline"] is None:
         from .face.detectors.dlib_hog import default_predictor_path
 
         sec.add(OK, f"dlib {_version('dlib') or ''} (offline detector, no download)".replace("  ", " "))
@@ -192,9 +192,9 @@ def check_detectors(diag: Diagnosis, roots: list[str], hashing: bool) -> None:
             sec.add(st, "dlib landmark model " + text)
         except Exception as exc:  # DetectorUnavailableError: the package is there, its data file is not
             sec.add(FAIL, str(exc))
-            status["dlib"] = str(exc)
+            status["offline"] = str(exc)
     else:
-        sec.add(WARN, f"dlib: {status['dlib']}")
+        sec.add(WARN, f"dlib: {status['offline']}")
     ort = _version("onnxruntime")
     if ort:
         import onnxruntime
@@ -215,7 +215,7 @@ def check_detectors(diag: Diagnosis, roots: list[str], hashing: bool) -> None:
                              + ", ".join(str(d) for d in candidate_dirs(roots)))
     if status["insightface"] is None:
         sec.add(INFO, "--detector auto uses insightface (upstream's detector)")
-    elif status["dlib"] is None:
+    elif status["offline"] is None:
         sec.add(INFO, "--detector auto uses dlib (insightface files or onnxruntime not found)")
     else:
         sec.add(FAIL, "no face detector can run: pip install dlib-bin face-recognition-models")

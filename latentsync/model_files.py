@@ -46,6 +46,11 @@ class ModelFile:
     def dest_name(self) -> str:
         return self.local_name or os.path.basename(self.filename)
 
+    @property
+    def name(self) -> str:
+        """The file's name on disk (e.g. ``det_10g.onnx``)."""
+        return self.dest_name
+
     def dest(self, models_root: str) -> str:
         """Where the file is written (and looked for first) under ``models_root``."""
         return os.path.join(models_root, self.subdir, self.dest_name)
@@ -240,23 +245,21 @@ def ensure_files(
 
 def insightface_files() -> list[ModelFile]:
     """buffalo_l's detector and landmark files (upstream's face detector) as downloadable specs."""
-    from .face.detectors.insightface_onnx import INSIGHTFACE_FILES, LICENSE_NOTE, MODEL_SUBDIRS
+    from .face.detector_registry import entry
 
-    return [
-        ModelFile(f"insightface-{f.name}", f.repo_id or "", f.repo_path or f.name, MODEL_SUBDIRS[0],
-                  revision=f.revision or "main", sha256=f.sha256, size=f.size, note=LICENSE_NOTE)
-        for f in INSIGHTFACE_FILES
-    ]
+    return entry("insightface").model_files()
 
 
 def ensure_detector_files(detector: str, models_dirs: Sequence[str], *, allow_download: bool) -> None:
-    """For ``detector == "insightface"``, make sure its files exist under one of ``models_dirs`` (download into
-    the first when allowed). "auto" never downloads: it uses insightface only when the files are already there."""
-    if detector != "insightface" or not models_dirs:
-        return
-    from .face.detectors.insightface_onnx import find_insightface_files
+    """For a detector that downloads its files (the registry's ``downloads``), make sure they exist under one of
+    ``models_dirs`` (download into the first when allowed). "auto" never downloads: it uses a detector only when
+    its files are already there."""
+    from .face.detector_registry import AUTO, canonical, entry
 
+    if canonical(detector) == AUTO or not models_dirs or not entry(detector).downloads:
+        return
+    chosen = entry(detector)
     try:
-        find_insightface_files(models_dirs)
+        chosen.load().find_files(models_dirs)
     except Exception:  # DetectorUnavailableError: not found anywhere
-        ensure_files(insightface_files(), models_dirs[0], allow_download=allow_download)
+        ensure_files(chosen.model_files(), models_dirs[0], allow_download=allow_download)

@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence
 
 from .configs import (DEFAULT_DEEPCACHE, DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS, LENGTH_POLICIES,
                       UPSTREAM_FPS)
+from .face.detector_registry import choices as detector_choices
 from .option_checks import SPECS, parse_number
 
 LARGEST_FACE_NODE = -1  # the nodes' face_index for "largest" (an INT widget)
@@ -86,7 +87,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "runs uncompiled with a warning.", flag="--compile", field="compile"),
     Option("detector", str, "auto", "Face detector. auto: insightface (upstream's detector) when its files are in "
            "the models folder, else the offline dlib detector (no download); insightface: upstream's (files "
-           "downloaded when missing).", choices=("auto", "insightface", "offline"), flag="--detector",
+           "downloaded when missing).", choices=detector_choices(), flag="--detector",
            field="detector", cli_help="'dlib' is accepted for offline"),
     Option("face_index", str, "largest", "Which face to lip-sync: the largest (as upstream), or 0, 1, ... counted "
            "left to right where several are first seen; the choice is tracked across frames.", spec="face_index",

@@ -13,7 +13,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DETECTORS = ["auto", "insightface", "offline"]
 BATCH = 16
 REPORT_MAX_INDICES = 64
 
@@ -29,24 +28,24 @@ def frames_to_uint8(images: "torch.Tensor", device: Any = None) -> "torch.Tensor
     return x.to(device) if device is not None else x  # convert first: uint8 is a quarter of the transfer
 
 
-# Node choice -> library detector name. The node's values are frozen (saved workflows store them).
-LIBRARY_DETECTOR = {"auto": "auto", "insightface": "insightface", "offline": "dlib"}
-
-
 def get_detector(model: Any, name: str) -> Any:
-    """The detector for a node choice, created once per loaded model and reused across runs."""
+    """The detector for a node choice (the registry's names; saved workflows store them), created once per loaded
+    model and reused across runs."""
+    from ..latentsync.face.detector_registry import canonical
     from ..latentsync.face.detectors import create_detector
     from . import comfy_compat as cc
 
-    if name not in LIBRARY_DETECTOR:
-        raise ValueError(f"detector must be one of {', '.join(LIBRARY_DETECTOR)}, got {name!r}.")
+    try:
+        name = canonical(name)
+    except ValueError as exc:
+        raise ValueError(f"detector: {exc}") from None
 
     def create() -> Any:
         from ..latentsync.model_files import ensure_detector_files
 
-        ensure_detector_files(LIBRARY_DETECTOR[name], list(model.models_dirs), allow_download=model.allow_download)
+        ensure_detector_files(name, list(model.models_dirs), allow_download=model.allow_download)
         device = "cuda" if cc.torch_device().type == "cuda" else "cpu"
-        return create_detector(LIBRARY_DETECTOR[name], models_dirs=list(model.models_dirs), device=device)
+        return create_detector(name, models_dirs=list(model.models_dirs), device=device)
 
     return model.detector(name, create)
 
@@ -127,13 +126,11 @@ class LatentSyncFaceAlignCrop:
                 "images": ("IMAGE", {"tooltip": "The video frames (any size; alpha and grey are accepted)."}),
                 "model": (MODEL, {"tooltip": "From Load LatentSync Model: sets the face resolution and where "
                                              "detector files are looked up."}),
-                "detector": (DETECTORS, {
-                    "default": "auto",
-                    "tooltip": "auto: insightface (upstream's detector) when its files are in "
-                               "models/insightface/models/buffalo_l or models/latentsync/auxiliary, else the "
-                               "offline dlib detector (pip install dlib-bin face-recognition-models). "
-                               "The node reports which one ran.",
-                }),
+                "detector": node_input(
+                    "detector", tooltip="auto: insightface (upstream's detector) when its files are in "
+                                        "models/insightface/models/buffalo_l or models/latentsync/auxiliary, else the "
+                                        "offline dlib detector (pip install dlib-bin face-recognition-models). "
+                                        "The node reports which one ran."),
                 "face_index": node_input(
                     "face_index", min=SPEAKER_INDEX,
                     tooltip="Which face to lip-sync: -1 = the largest (as upstream); 0, 1, ... = faces counted left "

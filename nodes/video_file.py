@@ -8,7 +8,6 @@ import os
 from . import paths
 from . import quality as presets
 from .checks import require_numbers
-from .face_align import DETECTORS, LIBRARY_DETECTOR
 from .load_media import AUDIO_SUFFIXES, VIDEO_SUFFIXES, _file_state, _path_problem
 from .sampler import compiled_unet, unet_memory
 from .types import MODEL
@@ -55,7 +54,7 @@ class LatentSyncVideoFile:
                 "steps": node_input("steps"),
                 "guidance": node_input("guidance"),
                 "deepcache": node_input("deepcache"),
-                "detector": (DETECTORS, {"default": "auto", "tooltip": "Face detector (see Face Align Crop)."}),
+                "detector": node_input("detector", tooltip="Face detector (see Face Align Crop)."),
                 "face_index": node_input("face_index", tooltip="-1 = largest face; 0, 1, ... = left to right."),
                 "length_policy": node_input("length_policy"),
                 "filename_prefix": ("STRING", {"default": "LatentSync", "tooltip": "Output file name prefix."}),
@@ -128,7 +127,7 @@ class LatentSyncVideoFile:
             sampler=SamplerOptions(steps=int(steps), guidance_scale=float(guidance), seed=int(seed),
                                    deepcache=bool(deepcache), batch_chunks=int(batch_chunks),
                                    posterior="mean" if posterior == "mean" else "sample"),
-            length_policy=length_policy, detector=LIBRARY_DETECTOR[detector],
+            length_policy=length_policy, detector=detector,
             face_index="largest" if face_index < 0 else int(face_index),
             keep_silent_mouth=bool(keep_silent_mouth), smooth=bool(smooth),
             crf=int(crf), models_dirs=list(model.models_dirs), compile=bool(compile), require_face=bool(require_face),

@@ -101,6 +101,6 @@ def test_help_shows_the_real_defaults_and_the_detectors(tmp_path):
     text = " ".join(done.stdout.split())  # argparse wraps lines (also at hyphens)
     assert f"defaulthere:{models}" in "".join(done.stdout.split())
     assert "default 1.6" in text
-    assert "{auto,insightface,dlib}" in text
+    assert "{auto,insightface,offline,dlib}" in text  # dlib: the offline detector's older name, still accepted
     assert "python -m latentsync doctor" in text and "python -m latentsync selftest" in text
     assert "default 20" in text and "default 1247" in text

@@ -72,7 +72,7 @@ def test_missing_model_package_message(monkeypatch):
     )
     with pytest.raises(DetectorUnavailableError, match="face-recognition-models"):
         dlib_hog.default_predictor_path()
-    assert detector_status([])["dlib"] == "pip install dlib-bin face-recognition-models"
+    assert detector_status([])["offline"] == "pip install dlib-bin face-recognition-models"
 
 
 def test_auto_without_anything_lists_both_options(monkeypatch, tmp_path):
@@ -98,7 +98,7 @@ class TestWithDlib:
     def test_auto_falls_back_to_dlib(self, tmp_path):
         det = create_detector("auto", models_dirs=[tmp_path], threads=1)
         assert det.name == "dlib" and "dlib" in det.describe()
-        assert detector_status([tmp_path])["dlib"] is None
+        assert detector_status([tmp_path])["offline"] is None
 
     @pytest.mark.parametrize("hw", [(64, 64), (8, 500), (120, 90)])
     def test_small_and_odd_frames_do_not_crash(self, dlib_det, hw):

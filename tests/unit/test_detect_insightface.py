@@ -336,7 +336,7 @@ def test_download_table_is_complete():
     for f in ifo.INSIGHTFACE_FILES:
         assert f.url.startswith("https://") and f.url.endswith(f.name)
         assert f.size and f.size > 1_000_000 and len(f.sha256) == 64
-        assert f.revision and f.revision in f.url and f.repo_id and f.repo_path.endswith(f.name)
+        assert f.revision and f.revision in f.url and f.repo_id and f.filename.endswith(f.name)
 
 
 def test_corrupt_model_file_gives_clear_error(tmp_path):

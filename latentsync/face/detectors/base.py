@@ -14,22 +14,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ...model_files import ModelFile  # noqa: F401  (the one ModelFile class; re-exported for detectors)
+
 
 class DetectorUnavailableError(RuntimeError):
     """A detector cannot run here: its model files or its Python package are missing."""
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    """One downloadable model file: where it comes from and how to check it."""
-
-    name: str
-    url: str
-    sha256: str | None
-    size: int | None
-    repo_id: str | None = None
-    repo_path: str | None = None
-    revision: str | None = None
 
 
 @dataclass

@@ -51,6 +51,17 @@ def _import_dlib():
     return dlib
 
 
+def build(models_dirs: list, device: str, **options) -> "DlibDetector":
+    """The registry's hook: dlib runs on the CPU and needs no models folder."""
+    return DlibDetector(**options)
+
+
+def status(models_dirs: list) -> str | None:
+    """The registry's hook: None when dlib and face-recognition-models are installed, else the pip command."""
+    missing = [p for p in ("dlib", "face_recognition_models") if importlib.util.find_spec(p) is None]
+    return None if not missing else PIP_COMMAND
+
+
 def default_predictor_path() -> Path:
     """Where ``face-recognition-models`` keeps the 68-point model (found without importing the package,
     whose ``__init__`` needs ``pkg_resources``)."""

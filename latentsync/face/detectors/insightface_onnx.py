@@ -34,22 +34,10 @@ _HF_REVISION = "33c1063c49c785b7652d3fd529f86fa4f149392b"
 
 
 def _hf_file(name: str, sha256: str, size: int) -> ModelFile:
-    path = f"models/buffalo_l/{name}"
-    return ModelFile(
-        name=name,
-        url=f"https://huggingface.co/{_HF_REPO}/resolve/{_HF_REVISION}/{path}",
-        sha256=sha256,
-        size=size,
-        repo_id=_HF_REPO,
-        repo_path=path,
-        revision=_HF_REVISION,
-    )
+    return ModelFile(f"insightface-{name}", _HF_REPO, f"models/buffalo_l/{name}", MODEL_SUBDIRS[0],
+                     revision=_HF_REVISION, sha256=sha256, size=size, note=LICENSE_NOTE)
 
 
-# The two buffalo_l files upstream uses (insightface v0.7 release "buffalo_l.zip", mirrored on Hugging Face).
-DETECTION_FILE = _hf_file("det_10g.onnx", "5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91", 16923827)
-LANDMARK_FILE = _hf_file("2d106det.onnx", "f001b856447c413801ef5c42091ed0cd516fcd21f2d6b79635b1e733a7109dbf", 5030888)
-INSIGHTFACE_FILES: tuple[ModelFile, ...] = (DETECTION_FILE, LANDMARK_FILE)
 OFFICIAL_ZIP_URL = "https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip"
 LICENSE_NOTE = "insightface buffalo_l weights: non-commercial research use only (insightface model licence)."
 
@@ -59,6 +47,11 @@ MODEL_SUBDIRS: tuple[str, ...] = (
     "latentsync/auxiliary",
     "latentsync/auxiliary/models/buffalo_l",
 )
+
+# The two buffalo_l files upstream uses (insightface v0.7 release "buffalo_l.zip", mirrored on Hugging Face).
+DETECTION_FILE = _hf_file("det_10g.onnx", "5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91", 16923827)
+LANDMARK_FILE = _hf_file("2d106det.onnx", "f001b856447c413801ef5c42091ed0cd516fcd21f2d6b79635b1e733a7109dbf", 5030888)
+INSIGHTFACE_FILES: tuple[ModelFile, ...] = (DETECTION_FILE, LANDMARK_FILE)
 
 UPSTREAM_FILTER = FaceFilter()  # w < 50, h < 80, w/h outside [0.2, 1.5], score < 0.5 are dropped
 
@@ -90,6 +83,30 @@ def find_insightface_files(models_dirs: Iterable[str | os.PathLike]) -> dict[str
     raise DetectorUnavailableError(missing_files_message(models_dirs))
 
 
+def model_files() -> tuple[ModelFile, ...]:
+    """The registry's hook: the downloadable buffalo_l files."""
+    return INSIGHTFACE_FILES
+
+
+find_files = find_insightface_files  # the registry's hook: where the files are, or DetectorUnavailableError
+
+
+def build(models_dirs: list, device: str, **options) -> "InsightFaceDetector":
+    """The registry's hook: the detector from the first folder under ``models_dirs`` with both files."""
+    return InsightFaceDetector.from_models_dirs(models_dirs, device=device, **options)
+
+
+def status(models_dirs: list) -> str | None:
+    """The registry's hook: None when the files and onnxruntime are there, else what is missing."""
+    import importlib.util
+
+    try:
+        find_insightface_files(models_dirs)
+    except DetectorUnavailableError as exc:
+        return str(exc)
+    return None if importlib.util.find_spec("onnxruntime") else "onnxruntime is not installed"
+
+
 def missing_files_message(models_dirs: Iterable[str | os.PathLike]) -> str:
     roots = [Path(d) for d in models_dirs]
     where = [str(r / MODEL_SUBDIRS[0]) for r in roots] or [f"<ComfyUI>/models/{MODEL_SUBDIRS[0]}"]
@@ -98,7 +115,7 @@ def missing_files_message(models_dirs: Iterable[str | os.PathLike]) -> str:
         lines.append(f"  - {f.name} ({f.size:,} bytes, sha256 {f.sha256}) from {f.url}")
     lines.append(f"Put both in one of: {', '.join(where)}")
     lines.append(f"  (also accepted: models/{MODEL_SUBDIRS[1]}/). Official source: {OFFICIAL_ZIP_URL}. {LICENSE_NOTE}")
-    lines.append("Or use the offline detector (detector='dlib'), which needs no model download.")
+    lines.append("Or use the offline detector (detector='offline'), which needs no model download.")
     return "\n".join(lines)
 
 
