@@ -72,6 +72,10 @@ class JobRunner:
         specs = {"unet": (self.args.unet, mf.UNET_FILES[self.args.version]), "whisper": (self.args.whisper,
                  mf.WHISPER_TINY), "vae": (self.args.vae, mf.VAE_FT_MSE)}
         found = {name: explicit or spec.find(self.root) for name, (explicit, spec) in specs.items()}
+        if getattr(self.args, "min_sync", None) is not None:  # the gate's scores change the result
+            from .metrics.files import SYNC_SCORE_FILES
+
+            found.update({spec.key: spec.find(self.root) for spec in SYNC_SCORE_FILES})
         return {name: path for name, path in found.items() if path}
 
     def settings(self) -> dict[str, Any]:
@@ -82,19 +86,19 @@ class JobRunner:
 
     def _result_settings(self) -> dict[str, Any]:
         a = self.args
-        from .face.detector_registry import canonical
-
-        detector = canonical(a.detector)  # 'dlib' and 'offline' are one detector, one key
-        if detector == "auto":  # the first registered detector that can run, as create_detector picks
+        detector = a.detector
+        if detector == "auto":
             from .face.detectors import detector_status
 
-            detector = next((name for name, why in detector_status([self.root]).items() if why is None), "offline")
+            detector = "insightface" if detector_status([self.root]).get("insightface") is None else "dlib"
         return {"version": a.version, "steps": a.steps, "guidance": a.guidance, "seed": a.seed,
                 "deepcache": bool(a.deepcache), "noise": "cpu" if a.noise_on_cpu else self.device.type,
                 "posterior": "mean" if a.posterior_mean else "sample", "length_policy": a.length_policy,
                 "keep_silent_mouth": a.keep_silent_mouth, "detector": detector, "face_index": a.face_index,
                 "crf": a.crf, "x264_preset": a.preset, "still_fps": a.fps, "device": self.device.type,
-                "dtype": str(self.dtype), **({"fix_offset": True} if getattr(a, "fix_offset", False) else {})}
+                "dtype": str(self.dtype), **({"fix_offset": True} if getattr(a, "fix_offset", False) else {}),
+                **({"min_sync": a.min_sync, "sync_retries": a.sync_retries}
+                   if getattr(a, "min_sync", None) is not None else {})}
 
     def key(self, job: Job, models: Optional[dict[str, str]] = None) -> Optional[str]:
         """The job's cache key, or None without a cache or before every model file is on disk."""
@@ -102,8 +106,13 @@ class JobRunner:
             return None
         from .job_cache import job_key
 
-        models = models or self.model_paths()
-        if set(models) != {"unet", "whisper", "vae"}:
+        needed = {"unet", "whisper", "vae"}
+        if getattr(self.args, "min_sync", None) is not None:
+            from .metrics.files import SYNC_SCORE_FILES
+
+            needed |= {spec.key for spec in SYNC_SCORE_FILES}
+        models = {**self.model_paths(), **(models or {})}
+        if set(models) != needed:
             return None
         return job_key(job.video, job.audio, models, self.settings())
 
@@ -215,7 +224,8 @@ def run_options(args: argparse.Namespace, models: Any, device: Any) -> Any:
         length_policy=args.length_policy, detector=args.detector, face_index=face_index,
         keep_silent_mouth=args.keep_silent_mouth, crf=args.crf, preset=args.preset, still_fps=args.fps,
         overwrite=args.overwrite, models_dirs=[args.models_dir or default_models_dir()], compile=args.compile,
-        require_face=args.require_face,
+        require_face=args.require_face, min_sync=getattr(args, "min_sync", None),
+        sync_retries=getattr(args, "sync_retries", None) or 0,
     )
 
 
@@ -281,7 +291,7 @@ def run_one(runner: JobRunner, job: Job, label: str, models: Any, options: Any, 
     progress = Progress(not runner.args.quiet, label)
     try:
         report = lipsync_file(models, models.vae, job.video, audio, job.output, options, device=runner.device,
-                              dtype=dtype, progress=progress)
+                              dtype=dtype, progress=progress, sync_models=getattr(runner, "sync_models", None))
     except NoFaceError as exc:
         return Outcome("failed", f"{exc} (--require-face: nothing was written)", EXIT_NO_FACE)
     except (OSError, ValueError) as exc:
@@ -292,6 +302,9 @@ def run_one(runner: JobRunner, job: Job, label: str, models: Any, options: Any, 
         progress.close()
         cleanup()
     runner.remember(job, report, dict(models.files))
+    from .cli_gate import log_cuts
+
+    log_cuts(runner, job, report)
     return Outcome("no_face" if report.no_face else "done", report.summary(), report=report)
 
 
@@ -329,7 +342,11 @@ def run_jobs(args: argparse.Namespace, jobs: list[Job], device: Any) -> int:
                  Path(jobs[0].audio).name, jobs[0].output)
 
     from .model_files import ModelFilesMissing
+    from .cli_gate import load_gate_models
 
+    failed_gate = load_gate_models(runner)
+    if failed_gate is not None:
+        return failed_gate
     try:
         models = load_everything(args, device, runner.dtype)
     except ModelFilesMissing as exc:

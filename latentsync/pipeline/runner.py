@@ -56,6 +56,8 @@ class RunOptions:
     require_face: bool = False  # raise NoFaceError (before generating) when no frame has a usable face
     vae_batch: int = 16  # faces per VAE call (halved, like batch_chunks, when the device runs out of memory)
     metadata: Mapping[str, str] = field(default_factory=dict)  # container tags of the mp4 (e.g. ComfyUI's workflow)
+    min_sync: Optional[float] = None  # sync gate: None = off; else segments below this SyncNet confidence are redone
+    sync_retries: int = 2  # sync gate: new seeds per segment before its original frames pass through
 
 
 @dataclass
@@ -72,6 +74,7 @@ class RunReport:
     seconds: float
     seed: int
     notes: list[str] = field(default_factory=list)
+    gate: list = field(default_factory=list)  # sync gate: one GatedSegment per segment (empty when the gate is off)
 
     @property
     def face_frames(self) -> int:
@@ -99,7 +102,15 @@ class RunReport:
             text += f"; original mouth kept on {self.silent_frames} silent frame(s)"
         for note in self.notes:
             text += f"; {note}"
+        if self.gate:
+            from .gate_runner import gate_summary
+
+            text += f"; {gate_summary(self.gate)}"
         return text
+
+    def gate_lines(self) -> list[str]:
+        """One line per gated segment: its frames and the gate's decision (empty when the gate is off)."""
+        return [segment.line() for segment in self.gate]
 
 
 class FrameSource:
@@ -227,11 +238,16 @@ def lipsync_file(
     progress: Optional[StageCallback] = None,
     points: Optional[np.ndarray] = None,
     timer: Optional[Callable[[str], ContextManager]] = None,
+    sync_models=None,
+    sync_options=None,
 ) -> RunReport:
     """Lip-sync ``video_path`` (or a still image) to ``audio_path`` and write an H.264 + AAC mp4 to ``output_path``.
 
     ``points`` (F, 3, 2) replaces face detection with given alignment points for the source frames (benchmarks,
     external trackers). ``timer(stage)`` returns a context manager wrapped around each stage (profiling).
+    ``sync_models`` (:class:`latentsync.metrics.score.SyncModels`) score the segments when ``options.min_sync`` is
+    set (the sync gate, see :mod:`latentsync.pipeline.gate_runner`), with ``sync_options``
+    (:class:`latentsync.metrics.score.SyncOptions`, default upstream's evaluation settings).
     """
     from ..audio.features import whisper_features
     from ..audio.waveform import load_audio, to_16k_mono
@@ -245,6 +261,16 @@ def lipsync_file(
     started = time.monotonic()
     device = torch.device(device)
     _check_paths(video_path, audio_path, output_path, options.overwrite)
+    gated = options.min_sync is not None
+    if gated:
+        from ..option_checks import check_number
+        from .gate_runner import MIN_SYNC, SYNC_RETRIES
+
+        check_number(options.min_sync, MIN_SYNC, "min_sync")
+        check_number(options.sync_retries, SYNC_RETRIES, "sync_retries")
+        if sync_models is None:
+            raise ValueError("min_sync (the sync gate) needs the SyncNet models: pass sync_models (SyncNet v2 and "
+                             "S3FD, see latentsync.metrics.files.load_sync_models), or leave min_sync unset")
     sampler_options = dataclasses.replace(options.sampler)  # the memory plan may lower batch_chunks: keep the caller's
     sampler_options.validate()
     report = progress or (lambda stage, done, total: None)
@@ -343,10 +369,10 @@ def lipsync_file(
     memory = MemoryPlan(batch_chunks=sampler_options.batch_chunks, vae_batch=max(1, int(options.vae_batch)))
     skip = stages.skip_test(apply)
 
-    def process(a: int, b: int, source_frames: np.ndarray, plan_now: MemoryPlan) -> tuple:
-        """One window on the device: align, encode, sample, decode, composite; returns the frames on the host
-        (pinned when on CUDA, the copy still in flight) and the event that marks the copy done."""
-        sampler_options.batch_chunks = plan_now.batch_chunks
+    def process(a: int, b: int, source_frames: np.ndarray, plan_now: MemoryPlan, smp, on_step) -> tuple:
+        """One window on the device: align, encode, sample (with ``smp``), decode, composite; returns the frames on
+        the host (pinned when on CUDA, the copy still in flight) and the event that marks the copy done."""
+        smp.options.batch_chunks = plan_now.batch_chunks
         frames = torch.from_numpy(source_frames).to(device)
         mats = matrices[src[a:b]]
         with stage("align"):
@@ -355,8 +381,8 @@ def lipsync_file(
             encoded = stages.encode(vae, faces, mask, batch_size=plan_now.vae_batch)
             windows = stages.audio_windows(features, b - a, fps, start_frame=a,
                                            timestamps=None if times is None else times[a:b])
-            latents = sampler.sample_vae_latents(encoded, windows, skip_chunk=skip,
-                                                 callback=functools.partial(report, "sample"), steps_total=steps_total)
+            latents = smp.sample_vae_latents(encoded, windows, skip_chunk=skip, callback=on_step,
+                                             steps_total=steps_total)
             generated = stages.decode(vae, latents, faces, mask, batch_size=plan_now.vae_batch)
         with stage("composite"):
             out = stages.composite(frames, generated, mats.to(device), resolution, apply=apply[a:b].to(device))
@@ -368,15 +394,17 @@ def lipsync_file(
             done.record()
             return host, done
 
-    def process_fitting(a: int, b: int, source_frames: np.ndarray) -> tuple:
+    def process_fitting(a: int, b: int, source_frames: np.ndarray, smp=None, on_step=None) -> tuple:
         """``process``, redone with less work per call after running out of memory (same random draws)."""
-        state = sampler.snapshot()
+        smp = smp or sampler
+        on_step = on_step if on_step is not None else functools.partial(report, "sample")
+        state = smp.snapshot()
 
         def undo() -> None:
-            sampler.restore(state)
+            smp.restore(state)
             free_cached_memory(device)
 
-        return run_shrinking(lambda plan_now: process(a, b, source_frames, plan_now), memory,
+        return run_shrinking(lambda plan_now: process(a, b, source_frames, plan_now, smp, on_step), memory,
                              where=f"frames {a}-{b - 1} of {video_path}", before_retry=undo, on_shrink=notes.append)
 
     def write(writer, host: torch.Tensor, done: Optional[torch.cuda.Event]) -> None:
@@ -395,6 +423,43 @@ def lipsync_file(
     chunk = sampler_options.chunk_frames
     window = max(chunk * sampler_options.batch_chunks, options.window_frames // chunk * chunk)  # whole chunks
     spans = [(a, min(a + window, n_out)) for a in range(0, n_out, window)]
+    gated_segments: list = []
+    if gated:  # the gate's segments are the windows: each is generated, scored, redone or passed through whole
+        from .gate_runner import gate_segments
+
+        spans = gate_segments(n_out, fps, chunk)
+        main = [sampler]  # the sampler of the run's own seed, positioned at the next frame it would generate
+
+    def gated_window(a: int, b: int, source_frames: np.ndarray) -> torch.Tensor:
+        """The sync gate on one segment: frames to write (generated with the first passing seed, else the source
+        frames) and its decision appended to ``gated_segments``."""
+        from ..metrics.gate import gate_segment
+        from .gate_runner import GatedSegment, segment_audio
+
+        def generate(seed: int) -> torch.Tensor:
+            if seed == video_plan.seed:  # attempt 0: the run's own noise, exactly as without the gate
+                if main[0].frames_done != a:  # an earlier segment was not generated: start afresh at this frame
+                    main[0] = stages.new_sampler(unet, video_plan, device=device, dtype=dtype, start_frame=a)
+                    main[0].steps_done = sampler.steps_total(a)
+                host, done = process_fitting(a, b, source_frames, main[0])
+            else:  # a retry: this segment's chunks with noise from the retry's seed
+                retry_plan = dataclasses.replace(video_plan, options=dataclasses.replace(sampler_options, seed=seed))
+                smp = stages.new_sampler(unet, retry_plan, device=device, dtype=dtype, start_frame=a)
+                host, done = process_fitting(a, b, source_frames, smp, lambda done, total: None)
+            if done is not None:
+                done.synchronize()
+            return host
+
+        frames, decision = gate_segment(
+            generate, torch.from_numpy(source_frames), segment_audio(wav16, a, b, fps, times), fps, sync_models,
+            min_sync=float(options.min_sync), max_retries=int(options.sync_retries), base_seed=video_plan.seed,
+            options=sync_options)
+        gated_segments.append(GatedSegment(a, b, decision))
+        level = logging.INFO if decision.decision == "accepted" else logging.WARNING
+        log.log(level, "%s: sync gate %s", os.path.basename(video_path), gated_segments[-1].line())
+        report("gate", len(gated_segments), len(spans))
+        return frames
+
     # Decoding the next window and encoding the last ones run in their own threads (PyAV releases the GIL), so
     # the device rarely waits on the CPU; at most two windows wait for the encoder, so memory stays bounded.
     # The writer is closed last (the executors wait for their jobs first); on an error, queued writes are dropped.
@@ -411,7 +476,10 @@ def lipsync_file(
                 source_frames = upcoming.result()
             if i + 1 < len(spans):
                 upcoming = reader.submit(source.get, src[spans[i + 1][0]:spans[i + 1][1]].numpy())
-            host, done = process_fitting(a, b, source_frames)
+            if gated:
+                host, done = gated_window(a, b, source_frames), None
+            else:
+                host, done = process_fitting(a, b, source_frames)
             del source_frames
             drain(keep=1)
             queued.append((b, encoder.submit(write, writer, host, done)))
@@ -420,5 +488,5 @@ def lipsync_file(
         output=output_path, frames=n_out, fps=fps, detector=track.detector,
         missing_face_frames=torch.nonzero(~found[src]).flatten().tolist(),
         silent_frames=0 if silent is None else int(silent.sum()), cuts=track.cut_frames,
-        seconds=time.monotonic() - started, seed=sampler.seed, notes=notes,
+        seconds=time.monotonic() - started, seed=sampler.seed, notes=notes, gate=gated_segments,
     )

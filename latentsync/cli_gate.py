@@ -1,0 +1,94 @@
+"""The command's sync gate options: ``--min-sync``, ``--sync-retries`` and ``--cut-log`` (parsing, checks, the
+SyncNet models loaded once, and the JSON-lines cut log). The gate itself runs in the streaming runner
+(:mod:`latentsync.pipeline.gate_runner`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Any, Optional
+
+from .cli_checks import UsageError
+from .exit_codes import EXIT_MODELS
+from .option_checks import OptionError, check_number, parse_number
+
+log = logging.getLogger("latentsync")
+
+
+def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The "sync gate" option group."""
+    g = parser.add_argument_group("sync gate")
+    g.add_argument("--min-sync", type=parse_number, default=None, metavar="X",
+                   help="score every ~3 s segment of the result with SyncNet; one below confidence X is generated "
+                        "again with new seeds (--sync-retries), and when none reaches X its original frames are kept; "
+                        "every decision is reported; 0..100 (default off; needs auxiliary/syncnet_v2.model and "
+                        "sfd_face.pth)")
+    g.add_argument("--sync-retries", type=parse_number, default=None, metavar="N",
+                   help="with --min-sync: new seeds tried per failing segment, 0..10 (default 2)")
+    g.add_argument("--cut-log", metavar="PATH",
+                   help="append one JSON line per cut (per segment with --min-sync, else per job) to PATH: version, "
+                        "steps, guidance, seed, DeepCache, sync score, gate decision, timings")
+
+
+def check_gate(args: argparse.Namespace) -> None:
+    """--min-sync in 0..100 and --sync-retries in 0..10 (default 2), the latter only with --min-sync; --cut-log
+    not a folder (UsageError, exit 2, before anything loads)."""
+    from .pipeline.gate_runner import DEFAULT_RETRIES, MIN_SYNC, SYNC_RETRIES
+
+    cut_log = getattr(args, "cut_log", None)
+    if cut_log and os.path.isdir(cut_log):
+        raise UsageError(f"--cut-log is a folder, not a file: {cut_log}; give a file path such as cuts.jsonl")
+    min_sync, retries = getattr(args, "min_sync", None), getattr(args, "sync_retries", None)
+    if min_sync is None:
+        if retries is not None:
+            raise UsageError("--sync-retries goes with --min-sync (the sync gate); add --min-sync X or drop it")
+        return
+    try:
+        args.min_sync = float(check_number(min_sync, MIN_SYNC, "--min-sync"))
+        args.sync_retries = int(check_number(DEFAULT_RETRIES if retries is None else retries, SYNC_RETRIES,
+                                             "--sync-retries"))
+    except OptionError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def load_gate_models(runner: Any) -> Optional[int]:
+    """With ``--min-sync``: SyncNet v2 and S3FD loaded once into ``runner.sync_models`` (before the lip-sync
+    models); the exit code when their files are missing (the CLI's missing-files message) or unreadable, else None."""
+    if getattr(runner.args, "min_sync", None) is None:
+        return None
+    from .metrics.files import load_sync_models
+    from .model_files import ModelFilesMissing
+
+    try:
+        runner.sync_models = load_sync_models(runner.root, device=runner.device,
+                                              allow_download=not runner.args.no_download)
+    except ModelFilesMissing as exc:
+        log.error("--min-sync: %s", exc)
+        return EXIT_MODELS
+    except (OSError, ValueError) as exc:
+        log.error("--min-sync: could not load the SyncNet models: %s", exc)
+        return EXIT_MODELS
+    return None
+
+
+def log_cuts(runner: Any, job: Any, report: Any) -> None:
+    """With ``--cut-log``: one JSON line per gated segment (one for the job without the gate)."""
+    path = getattr(runner.args, "cut_log", None)
+    if not path:
+        return
+    from .metrics.gate import CutLog
+
+    a = runner.args
+    cut_log = CutLog(path, version=a.version, steps=a.steps, guidance=a.guidance, deepcache=bool(a.deepcache))
+    job_fields = {"video": job.video, "audio": job.audio, "output": job.output}
+    timings = {"job_seconds": report.seconds}
+    try:
+        if not report.gate:
+            cut_log.record({**job_fields, "first_frame": 0, "last_frame": report.frames - 1}, seed=report.seed,
+                           timings=timings, run_seed=report.seed)
+        for n, segment in enumerate(report.gate):
+            cut_log.record({**job_fields, "segment": n, "first_frame": segment.start, "last_frame": segment.stop - 1},
+                           segment.decision, timings=timings, run_seed=report.seed)
+    except OSError as exc:
+        log.warning("could not write the cut log %s: %s", path, exc)
