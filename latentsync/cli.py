@@ -25,10 +25,11 @@ from . import __version__
 from .cli_checks import UsageError, apply_quality, check_numbers, resolve_device
 from .cli_jobs import Job, batch_jobs, default_output, input_problem
 from .cli_gate import add_gate_arguments, check_gate
-from .configs import DETECTOR_NAMES, RESOLUTION_BY_VERSION
+from .configs import RESOLUTION_BY_VERSION
 from .exit_codes import (EXIT_BATCH, EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_MODELS, EXIT_NO_FACE, EXIT_OK,
                          EXIT_USAGE)
 from .locations import default_models_dir
+from .face import detector_registry
 from .option_checks import parse_number
 from .options import add_cli_argument
 from .presets import PRESETS
@@ -108,10 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_cli_argument(s, name)
     add_gate_arguments(p)
     f = p.add_argument_group("faces")
-    f.add_argument("--detector", default="auto", choices=DETECTOR_NAMES,
-                   help="auto: insightface when its files are in the models folder, else dlib (the offline detector, "
-                        "no download); insightface: upstream's detector (files downloaded when missing); "
-                        "default %(default)s")
+    add_cli_argument(f, "detector", choices=list(detector_registry.accepted()))  # 'dlib': offline's older name
     add_cli_argument(f, "face_index")
     add_cli_argument(f, "require_face", help="exit 6 (a batch: mark the job failed) without writing when no frame has "
                      "a usable face; by default such a video is passed through unchanged and reported")

@@ -86,11 +86,13 @@ class JobRunner:
 
     def _result_settings(self) -> dict[str, Any]:
         a = self.args
-        detector = a.detector
-        if detector == "auto":
+        from .face.detector_registry import canonical
+
+        detector = canonical(a.detector)  # 'dlib' and 'offline' are one detector, one key
+        if detector == "auto":  # the first registered detector that can run, as create_detector picks
             from .face.detectors import detector_status
 
-            detector = "insightface" if detector_status([self.root]).get("insightface") is None else "dlib"
+            detector = next((name for name, why in detector_status([self.root]).items() if why is None), "offline")
         return {"version": a.version, "steps": a.steps, "guidance": a.guidance, "seed": a.seed,
                 "deepcache": bool(a.deepcache), "noise": "cpu" if a.noise_on_cpu else self.device.type,
                 "posterior": "mean" if a.posterior_mean else "sample", "length_policy": a.length_policy,
