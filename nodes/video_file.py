@@ -78,6 +78,17 @@ class LatentSyncVideoFile:
                 "keep_silent_mouth": node_input("keep_silent_mouth"),
                 "posterior": node_input("posterior"),
                 "smooth": node_input("smooth"),
+                # The sync gate (appended: older workflows load with it off).
+                "min_sync": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 100.0, "step": 0.1,
+                                       "tooltip": "Sync gate: 0 = off. Else every ~3 s segment is scored with SyncNet; "
+                                                  "one below this confidence is generated again with new seeds, and "
+                                                  "when none reaches it the original frames are kept. Needs the "
+                                                  "syncnet input. Real in-sync talking heads score about 5-9."}),
+                "sync_retries": ("INT", {"default": 2, "min": 0, "max": 10,
+                                         "tooltip": "Sync gate: new seeds tried per segment below min_sync before "
+                                                    "its original frames pass through."}),
+                "syncnet": ("LATENTSYNC_SYNCNET", {"tooltip": "From LatentSync Load SyncNet; needed when min_sync is "
+                                                              "above 0."}),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
@@ -93,6 +104,7 @@ class LatentSyncVideoFile:
     def run(self, model, vae, video, audio, seed, steps, guidance, deepcache, detector, face_index, length_policy,
             filename_prefix, crf, video_path="", audio_path="", compile=False, batch_chunks=1, quality="custom",
             require_face=False, keep_silent_mouth=False, posterior="sample (upstream)", smooth=True, prompt=None,
+            min_sync=0.0, sync_retries=2, syncnet=None,
             extra_pnginfo=None):
         import folder_paths
 
@@ -132,6 +144,7 @@ class LatentSyncVideoFile:
             keep_silent_mouth=bool(keep_silent_mouth), smooth=bool(smooth),
             crf=int(crf), models_dirs=list(model.models_dirs), compile=bool(compile), require_face=bool(require_face),
             metadata=save_metadata(prompt, extra_pnginfo),
+            min_sync=float(min_sync) if min_sync else None, sync_retries=int(sync_retries),
         )
         options.sampler.validate()
         adapter = ComfyVAE(vae, manage_memory=False)  # all three networks are loaded together below
@@ -151,7 +164,8 @@ class LatentSyncVideoFile:
                 options.compile = False
         nets = LipsyncModels(unet=unet, whisper=whisper, resolution=model.resolution)
         report = lipsync_file(nets, adapter, video_file, audio_file, output, options, device=model.unet.load_device,
-                              dtype=model.dtype, progress=on_progress)
+                              dtype=model.dtype, progress=on_progress, sync_models=_gate_models(min_sync, sync_retries,
+                                                                                                 syncnet))
         log.info("LatentSync: %s", report.summary())
         result = [output]
         if len(self._outputs()) == 2:
@@ -161,7 +175,32 @@ class LatentSyncVideoFile:
         preview = {"filename": file, "subfolder": subfolder, "type": "output", "format": "video/mp4",
                    "frame_rate": float(report.fps)}
         return {"ui": {"images": [preview], "animated": (True,), "latentsync_video": [preview],
-                       "text": [report.summary()]}, "result": tuple(result)}
+                       "text": [report.summary(), *report.gate_lines()],
+                       **({"latentsync_gate": [s.as_dict() for s in report.gate]} if report.gate else {})},
+                "result": tuple(result)}
+
+
+def _gate_models(min_sync: float, sync_retries: int, syncnet):
+    """The sync gate's SyncNet v2 and S3FD (loaded on the device), or None when min_sync is 0 (off); ValueError
+    naming the input for a bad number or a missing syncnet input."""
+    from ..latentsync.option_checks import OptionError, check_number
+    from ..latentsync.pipeline.gate_runner import MIN_SYNC, SYNC_RETRIES
+
+    try:
+        check_number(min_sync, MIN_SYNC, "min_sync")
+        check_number(sync_retries, SYNC_RETRIES, "sync_retries")
+    except OptionError as exc:
+        raise ValueError(str(exc)) from None
+    if not min_sync:
+        return None
+    if syncnet is None:
+        raise ValueError("min_sync is set (the sync gate) but the syncnet input is not connected: connect LatentSync "
+                         "Load SyncNet to it, or set min_sync to 0")
+    from ..latentsync.metrics.score import SyncModels
+    from . import comfy_compat as cc
+
+    cc.load_models([syncnet.syncnet, syncnet.s3fd], force_full_load=True)
+    return SyncModels(cc.module_of(syncnet.syncnet), cc.module_of(syncnet.s3fd))
 
 
 LatentSyncVideoFile.RETURN_TYPES = LatentSyncVideoFile._outputs()

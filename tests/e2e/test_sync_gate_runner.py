@@ -166,3 +166,30 @@ def test_cli_gate_options_are_checked(capsys):
     assert "--sync-retries" in capsys.readouterr().err
     assert cli.run(["--sync-retries", "3", "--no-download"]) == cli.EXIT_USAGE  # retries without a gate
     assert "--min-sync" in capsys.readouterr().err
+
+
+def test_job_cache_key_follows_the_gate(models, clip, metric_root, tmp_path):
+    from latentsync.cli_checks import apply_quality, check_numbers
+    from latentsync.cli_gate import check_gate
+    from latentsync.cli_jobs import Job
+    from latentsync.cli_runner import JobRunner
+
+    video, speech, _ = clip
+    job = Job(str(video), str(speech), str(tmp_path / "o.mp4"))
+
+    def runner(*extra: str) -> JobRunner:
+        argv = args_for(models, "--cache-dir", str(tmp_path / "cache"), *extra)
+        argv[argv.index("--models-dir") + 1] = str(metric_root)
+        args = cli.build_parser().parse_args(argv)
+        apply_quality(args)
+        check_numbers(args)
+        check_gate(args)
+        return JobRunner(args, [job], torch.device("cpu"))
+
+    plain, gated = runner(), runner("--min-sync", "3")
+    assert "min_sync" not in plain.settings() and gated.settings()["sync_retries"] == 2
+    assert {"syncnet-v2", "s3fd-face"} <= set(gated.model_paths()) and "syncnet-v2" not in plain.model_paths()
+    keys = {plain.key(job), gated.key(job), runner("--min-sync", "4").key(job),
+            runner("--min-sync", "3", "--sync-retries", "1").key(job)}
+    assert None not in keys and len(keys) == 4
+    assert gated.key(job) == runner("--min-sync", "3.0", "--sync-retries", "2").key(job)
