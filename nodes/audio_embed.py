@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .checks import fps_problem
+from .checks import fps_input, fps_problem
 from .editor import HIDDEN, with_badge
 from .types import AUDIO_FEATURES, MODEL
 
@@ -33,9 +33,8 @@ class LatentSyncWhisperAudioEmbed:
                 "model": (MODEL, {"tooltip": "From Load LatentSync Model (its Whisper encoder is used)."}),
                 "audio": ("AUDIO", {"tooltip": "The speech to lip-sync to. Any rate / channels; down-mixed and "
                                                "resampled to 16 kHz internally. The input is not modified."}),
-                "fps": ("FLOAT", {"default": 25.0, "min": 0.01, "max": 240.0, "step": 0.001,
-                                  "tooltip": "Frame rate of the video (e.g. the fps output of LatentSync Load Video "
-                                             "or Get Video Components). Upstream LatentSync assumes 25."}),
+                "fps": fps_input("Frame rate of the video (e.g. the fps output of LatentSync Load Video or Get Video "
+                                 "Components). Upstream LatentSync assumes 25."),
             },
             "hidden": dict(HIDDEN),
         }
@@ -50,6 +49,7 @@ class LatentSyncWhisperAudioEmbed:
         from ..latentsync.audio.features import whisper_features
         from ..latentsync.audio.waveform import audio_from_mapping, to_16k_mono
         from ..latentsync.audio.windows import upstream_frame_count
+        from ..latentsync.configs import AUDIO_SAMPLE_RATE
         from . import comfy_compat as cc
         from .types import LatentSyncAudio
 
@@ -65,7 +65,7 @@ class LatentSyncWhisperAudioEmbed:
         features = features.to(device="cpu", dtype=torch.float32)
         frames = upstream_frame_count(features.shape[0], float(fps))
         result = LatentSyncAudio(
-            features=features, fps=float(fps), num_frames=frames, duration=wav16.numel() / 16000.0,
+            features=features, fps=float(fps), num_frames=frames, duration=wav16.numel() / AUDIO_SAMPLE_RATE,
             waveform16k=wav16.cpu(),
         )
         log.info("LatentSync audio: %.2f s -> %d feature rows -> %d frames at %.3f fps",
@@ -94,8 +94,10 @@ def _speech_summary(wav16k, frames: int, fps: float, seconds: float) -> tuple[st
 
 def _whisper_memory(num_samples: int, patcher) -> int:
     """Activation estimate for up to 8 windows of 1500 tokens (attention + MLP) in the encoder's width."""
+    from ..latentsync.configs import AUDIO_SAMPLE_RATE
+
     width = getattr(getattr(patcher.model.inner, "dims", None), "n_audio_state", 384)
-    windows = min(8, max(1, num_samples // (30 * 16000) + 1))
+    windows = min(8, max(1, num_samples // (30 * AUDIO_SAMPLE_RATE) + 1))
     return int(windows * 1500 * width * 4 * 24)
 
 

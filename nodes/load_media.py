@@ -16,7 +16,6 @@ from .editor import HIDDEN, with_badge
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".gif")
-STILL_FPS = 25.0
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".aiff", ".aif")
 
 
@@ -58,9 +57,13 @@ def _require_file(name: str, path: str, what: str) -> None:
         raise AccessError(problem)
 
 
-def silent_audio(seconds: float, rate: int = 16000) -> dict:
+def silent_audio(seconds: float, rate: int | None = None) -> dict:
+    """``seconds`` of silence as an AUDIO (at the library's 16 kHz unless ``rate`` is given)."""
     import torch
 
+    from ..latentsync.configs import AUDIO_SAMPLE_RATE
+
+    rate = AUDIO_SAMPLE_RATE if rate is None else rate
     return {"waveform": torch.zeros(1, 1, max(1, int(round(seconds * rate)))), "sample_rate": rate}
 
 
@@ -121,6 +124,7 @@ class LatentSyncLoadVideo:
         import torch
 
         from ..latentsync.audio.waveform import load_audio
+        from ..latentsync.configs import UPSTREAM_FPS
         from ..latentsync.io.image import is_image_path, read_image
         from ..latentsync.io.video import iter_video_frames, probe_video
         from ..latentsync.limits import in_memory_frames_problem
@@ -130,7 +134,7 @@ class LatentSyncLoadVideo:
         file = paths.resolve_input(video, path, "video")
         if is_image_path(file):  # a still: one upright frame, its size checked before decoding
             still = torch.from_numpy(read_image(file)).float().div_(255.0)[None]
-            return with_badge((still, silent_audio(1 / STILL_FPS), STILL_FPS, 1),
+            return with_badge((still, silent_audio(1 / UPSTREAM_FPS), UPSTREAM_FPS, 1),
                               "a still image: 1 frame, no audio track (the audio output is silence)", True, unique_id)
         info = probe_video(file)
         fps = float(info.fps)
