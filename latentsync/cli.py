@@ -30,7 +30,6 @@ from .exit_codes import (EXIT_BATCH, EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPTED, E
                          EXIT_USAGE)
 from .locations import default_models_dir
 from .face import detector_registry
-from .option_checks import parse_number
 from .options import add_cli_argument
 from .presets import PRESETS
 from .presets import describe as describe_preset
