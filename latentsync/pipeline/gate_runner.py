@@ -19,6 +19,7 @@ from typing import Optional, Union
 
 import torch
 
+from ..configs import AUDIO_SAMPLE_RATE
 from ..metrics.gate import GateDecision
 from ..option_checks import NumberSpec
 
@@ -52,7 +53,7 @@ def segment_audio(wav16k: torch.Tensor, start: int, stop: int, fps: Union[Fracti
         t1 = float(timestamps[stop]) if stop < len(timestamps) else t0 + (stop - start) / float(fps)
     else:
         t0, t1 = start / float(fps), stop / float(fps)
-    return wav16k[..., int(round(t0 * 16000)):int(round(t1 * 16000))]
+    return wav16k[..., int(round(t0 * AUDIO_SAMPLE_RATE)):int(round(t1 * AUDIO_SAMPLE_RATE))]
 
 
 @dataclass
