@@ -1,6 +1,6 @@
 """Under load: many queued runs in one ComfyUI process, alternating two models (a 64 px and a 128 px tiny U-Net,
-standing for 1.5 and 1.6) with Cancel pressed in some, end with the server's memory back at the level it had after
-the first run (within 5 %), and every run that was not cancelled succeeds.
+standing for 1.5 and 1.6) with Cancel pressed in some, end with the server's memory back at the level it had once
+each model had run (within 5 %), and every run that was not cancelled succeeds.
 
 Host memory is the server's resident set (/proc/PID/status); on a CUDA server the VRAM PyTorch holds is compared
 too (from /system_stats). LATENTSYNC_SOAK_RUNS sets the number of runs (default 10: about a minute on a 2-core CPU,
@@ -110,9 +110,13 @@ def test_many_queued_runs_return_memory_to_the_first_runs_level(comfy, second_un
         vram.append(vram_used(comfy))
     assert comfy.proc.poll() is None
     assert "execution_interrupted" in outcomes, outcomes  # Cancel really happened
-    first, last = levels[0], levels[-1]
+    # The level once each of the two models has run (runs 1 and 2): the first 128 px run grows the allocator's
+    # arenas for its larger activations once (measured here: +70 to +170 MiB after run 2, flat afterwards, also
+    # before this session's changes), which is not a leak. A leak grows with the runs that follow.
+    first, last = max(levels[:2]), levels[-1]
     report = ", ".join(f"{level / 2**20:.0f}" for level in levels)
-    # Back to the first run's level: not above it by more than 5 % (falling below is one-time buffers freed).
+    # Back to that level: not above it by more than 5 % (falling below is one-time buffers freed).
     assert last <= (1 + TOLERANCE) * first, f"RSS after each run (MiB): {report}"
     if vram[0] is not None:
-        assert vram[-1] <= vram[0] * (1 + TOLERANCE) + 64 * 2**20, f"VRAM after each run: {vram}"
+        base = max(vram[:2])
+        assert vram[-1] <= base * (1 + TOLERANCE) + 64 * 2**20, f"VRAM after each run: {vram}"
