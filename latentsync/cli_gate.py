@@ -10,7 +10,6 @@ import os
 from typing import Any, Optional
 
 from .cli_checks import UsageError
-from .exit_codes import EXIT_MODELS
 from .option_checks import OptionError, check_number, parse_number
 
 log = logging.getLogger("latentsync")
@@ -57,19 +56,11 @@ def load_gate_models(runner: Any) -> Optional[int]:
     models); the exit code when their files are missing (the CLI's missing-files message) or unreadable, else None."""
     if getattr(runner.args, "min_sync", None) is None:
         return None
-    from .metrics.files import load_sync_models
-    from .model_files import ModelFilesMissing
+    from .metrics.commands import load_sync_models_logged
 
-    try:
-        runner.sync_models = load_sync_models(runner.root, device=runner.device,
-                                              allow_download=not runner.args.no_download)
-    except ModelFilesMissing as exc:
-        log.error("--min-sync: %s", exc)
-        return EXIT_MODELS
-    except (OSError, ValueError) as exc:
-        log.error("--min-sync: could not load the SyncNet models: %s", exc)
-        return EXIT_MODELS
-    return None
+    runner.sync_models, failed = load_sync_models_logged(runner.root, runner.device,
+                                                         allow_download=not runner.args.no_download, prefix="--min-sync: ")
+    return failed
 
 
 def log_cuts(runner: Any, job: Any, report: Any) -> None:

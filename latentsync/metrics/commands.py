@@ -55,6 +55,21 @@ def _setup(args: argparse.Namespace) -> Any:
     return resolve_device(args.device)
 
 
+def load_sync_models_logged(root: Any, device: Any, *, allow_download: bool, prefix: str = "") -> tuple[Any, Optional[int]]:
+    """SyncNet v2 + S3FD for a command -> (models, None), or (None, exit code) with the reason logged (missing files
+    get the command line's missing-files message); ``prefix`` names the option that asked for them."""
+    from ..model_files import ModelFilesMissing
+    from . import files
+
+    try:
+        return files.load_sync_models(root, device=device, allow_download=allow_download), None
+    except ModelFilesMissing as exc:
+        log.error("%s%s", prefix, exc)
+    except (OSError, ValueError) as exc:
+        log.error("%scould not load the SyncNet models: %s", prefix, exc)
+    return None, EXIT_MODELS
+
+
 def score_table(name: str, record: dict) -> str:
     """The ``latentsync score`` table of one JSON record."""
     rows = [("video", name)]
@@ -81,8 +96,6 @@ def score_main(argv: Optional[Sequence[str]] = None, prog: str = "latentsync sco
     """Run ``latentsync score``; returns the exit code (not scorable is a result: 0)."""
     from ..cli_checks import UsageError
     from ..locations import default_models_dir
-    from ..model_files import ModelFilesMissing
-    from . import files
     from .media import read_clip
     from .score import SyncOptions, score_clip
 
@@ -99,15 +112,10 @@ def score_main(argv: Optional[Sequence[str]] = None, prog: str = "latentsync sco
             if path is not None and not Path(path).is_file():
                 log.error("%s %s: no such file", label, path)
                 return EXIT_USAGE
-        try:
-            models = files.load_sync_models(args.models_dir or default_models_dir(), device=device,
-                                            allow_download=not args.no_download)
-        except ModelFilesMissing as exc:
-            log.error("%s", exc)
-            return EXIT_MODELS
-        except (OSError, ValueError) as exc:
-            log.error("could not load the sync models: %s", exc)
-            return EXIT_MODELS
+        models, failed = load_sync_models_logged(args.models_dir or default_models_dir(), device,
+                                                 allow_download=not args.no_download)
+        if failed is not None:
+            return failed
         try:
             clip = read_clip(args.video, args.audio)
         except (OSError, ValueError) as exc:
