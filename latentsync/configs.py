@@ -72,6 +72,7 @@ VAE_DOWNSCALE = 8
 
 NUM_FRAMES_PER_CHUNK = 16  # data.num_frames
 AUDIO_SAMPLE_RATE = 16000  # whisper's and SyncNet's rate: every waveform is resampled to it
+SYNC_GATE_RETRIES = 2  # the sync gate's new seeds per failing segment (CLI --sync-retries, Video File node)
 UPSTREAM_FPS = 25.0  # upstream's video rate: still images, unconnected fps inputs, SyncNet's evaluation grid
 AUDIO_FEAT_LENGTH = (2, 2)  # data.audio_feat_length: feature rows = 2*left before ... 2*(right+1) after
 

@@ -45,6 +45,9 @@ SPECS: dict[str, NumberSpec] = {spec.name: spec for spec in (
     NumberSpec("batch_chunks", 1, 16, True, "1 uses the least memory"),
     NumberSpec("face_index", 0, 64, True, "0 is the leftmost face"),
     NumberSpec("frame_offset", 0, 10_000_000, True, "0 for a whole video"),
+    NumberSpec("min_sync", 0.0, 100.0, False,
+               "a SyncNet confidence; real in-sync talking heads score about 5-9, 3 is a common floor"),
+    NumberSpec("sync_retries", 0, 10, True, "2 regenerates a failing segment at most twice"),
 )}
 
 

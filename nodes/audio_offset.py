@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from .checks import fps_input, fps_problem, image_batch_problem
+from .sync_score import scorer_inputs
 from .types import SYNCNET
 
 log = logging.getLogger(__name__)
@@ -49,15 +50,7 @@ class LatentSyncFixAudioOffset:
                     "default": 15, "min": 0, "max": 15,
                     "tooltip": "Shift only offsets up to this many frames (upstream's data filter: 6).",
                 }),
-                "detect_faces": ("BOOLEAN", {
-                    "default": True,
-                    "tooltip": "On: find and track faces with S3FD (upstream's way). Off: the frames are face crops.",
-                }),
-                "min_track": ("INT", {
-                    "default": 50, "min": 5, "max": 10000,
-                    "tooltip": "A face track needs more than this many detections in one shot (upstream: 50). "
-                               "Lower it for short clips.",
-                }),
+                **scorer_inputs(),
             }
         }
 

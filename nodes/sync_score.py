@@ -74,6 +74,22 @@ def _resolve(names: dict[str, str], allow_download: bool, check_only: bool = Fal
     return {**found, **{kind: got[spec.key] for kind, spec in specs}}
 
 
+
+def scorer_inputs() -> dict:
+    """The inputs of every node that scores with SyncNet: how faces are found and how long a track must be."""
+    return {
+        "detect_faces": ("BOOLEAN", {
+            "default": True,
+            "tooltip": "On: find and track faces with S3FD first (upstream's way, also for aligned faces). "
+                       "Off: the frames are face crops already; each is resized to 224 px and scored.",
+        }),
+        "min_track": ("INT", {
+            "default": 50, "min": 5, "max": 10000,
+            "tooltip": "A face track needs more than this many detections in one shot (upstream: 50, i.e. "
+                       "2 s at 25 fps). Lower it to score shorter clips.",
+        }),
+    }
+
 class LatentSyncLoadSyncNet:
     """Loads SyncNet v2 and the S3FD face detector that upstream's sync confidence uses."""
 
@@ -181,16 +197,7 @@ class LatentSyncSyncScore:
                 "fps": fps_input("Frame rate of the frames (e.g. the fps output of the video loader); other rates "
                                  "are resampled to 25 fps like ffmpeg -r 25."),
                 "syncnet": (SYNCNET, {"tooltip": "From LatentSync Load SyncNet."}),
-                "detect_faces": ("BOOLEAN", {
-                    "default": True,
-                    "tooltip": "On: find and track faces with S3FD first (upstream's way, also for aligned faces). "
-                               "Off: the frames are face crops already; each is resized to 224 px and scored.",
-                }),
-                "min_track": ("INT", {
-                    "default": 50, "min": 5, "max": 10000,
-                    "tooltip": "A face track needs more than this many detections in one shot (upstream: 50, i.e. "
-                               "2 s at 25 fps). Lower it to score shorter clips.",
-                }),
+                **scorer_inputs(),
             }
         }
 

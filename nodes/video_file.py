@@ -10,7 +10,7 @@ from . import quality as presets
 from .checks import require_numbers
 from .load_media import AUDIO_SUFFIXES, VIDEO_SUFFIXES, _file_state, _path_problem
 from .sampler import compiled_unet, unet_memory
-from .types import MODEL
+from .types import MODEL, SYNCNET
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,12 @@ class LatentSyncVideoFile:
 
     @classmethod
     def INPUT_TYPES(cls):
-        from ..latentsync.options import node_input  # read here, not at import: importing the pack stays light
+        # read here, not at import: importing the pack stays light
+        from ..latentsync.configs import SYNC_GATE_RETRIES
+        from ..latentsync.option_checks import SPECS
+        from ..latentsync.options import node_input
+
+        min_sync, retries = SPECS["min_sync"], SPECS["sync_retries"]
 
         return {
             "required": {
@@ -79,15 +84,15 @@ class LatentSyncVideoFile:
                 "posterior": node_input("posterior"),
                 "smooth": node_input("smooth"),
                 # The sync gate (appended: older workflows load with it off).
-                "min_sync": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 100.0, "step": 0.1,
+                "min_sync": ("FLOAT", {"default": 0.0, "min": min_sync.low, "max": min_sync.high, "step": 0.1,
                                        "tooltip": "Sync gate: 0 = off. Else every ~3 s segment is scored with SyncNet; "
                                                   "one below this confidence is generated again with new seeds, and "
                                                   "when none reaches it the original frames are kept. Needs the "
                                                   "syncnet input. Real in-sync talking heads score about 5-9."}),
-                "sync_retries": ("INT", {"default": 2, "min": 0, "max": 10,
+                "sync_retries": ("INT", {"default": SYNC_GATE_RETRIES, "min": retries.low, "max": retries.high,
                                          "tooltip": "Sync gate: new seeds tried per segment below min_sync before "
                                                     "its original frames pass through."}),
-                "syncnet": ("LATENTSYNC_SYNCNET", {"tooltip": "From LatentSync Load SyncNet; needed when min_sync is "
+                "syncnet": (SYNCNET, {"tooltip": "From LatentSync Load SyncNet; needed when min_sync is "
                                                               "above 0."}),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},

@@ -19,16 +19,14 @@ from typing import Optional, Union
 
 import torch
 
-from ..configs import AUDIO_SAMPLE_RATE
+from ..configs import AUDIO_SAMPLE_RATE, SYNC_GATE_RETRIES
 from ..metrics.gate import GateDecision
-from ..option_checks import NumberSpec
+from ..option_checks import SPECS
 
 SEGMENT_SECONDS = 3.0
-DEFAULT_RETRIES = 2
+DEFAULT_RETRIES = SYNC_GATE_RETRIES
 
-MIN_SYNC = NumberSpec("min_sync", 0.0, 100.0, False,
-                      "a SyncNet confidence; real in-sync talking heads score about 5-9, 3 is a common floor")
-SYNC_RETRIES = NumberSpec("sync_retries", 0, 10, True, "2 regenerates a failing segment at most twice")
+MIN_SYNC, SYNC_RETRIES = SPECS["min_sync"], SPECS["sync_retries"]
 
 
 def gate_segments(num_frames: int, fps: Union[Fraction, float], chunk_frames: int,
