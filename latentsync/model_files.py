@@ -125,11 +125,6 @@ def sha256_of(path: str, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def downloads_disabled() -> bool:
-    """True when the environment asks huggingface_hub to stay offline (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)."""
-    return hub.offline_variable() is not None
-
-
 STAGING = ".download"  # per target folder; huggingface_hub keeps its lock, metadata and partial files under it
 
 
