@@ -31,6 +31,12 @@ class ManifestEntry:
     frames: Optional[int] = None
     face_frames: Optional[int] = None
     seconds: Optional[float] = None
+    key: Optional[str] = None  # the job cache's key (``latentsync batch``)
+    worker: Optional[str] = None  # host:pid of the worker that ran it
+    attempts: Optional[int] = None  # > 1 when its worker died and it was retried
+    load_seconds: Optional[float] = None  # model loading on that worker, paid by its first job
+    gate: Optional[list] = None  # the sync gate's segments with their scores (--min-sync)
+    options: Optional[dict] = None  # the job's own options (CSV/JSONL batch)
 
 
 @dataclass

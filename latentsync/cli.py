@@ -36,7 +36,7 @@ from .presets import describe as describe_preset
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_IMAGE, DEMO_AUDIO, DEMO_OUTPUT = ASSETS / "astronaut.jpg", ASSETS / "demo_speech.flac", "latentsync_demo.mp4"
-SUBCOMMANDS = ("doctor", "selftest", "score", "eval")
+SUBCOMMANDS = ("doctor", "selftest", "score", "eval", "batch", "train", "data")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 DEFAULT_VERSION = "1.6"
 THIRD_PARTY_LOGGERS = ("huggingface_hub", "diffusers", "transformers")
@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                f"'{prog} doctor' checks torch, PyAV, the face detectors and every model file; "
                f"'{prog} selftest' runs the whole pipeline on tiny random models (no download, under a minute on a "
                f"CPU); '{prog} score VIDEO' gives a video's SyncNet sync score, '{prog} eval --real DIR --fake DIR' "
-               "upstream's evaluation (LSE-C, LSE-D, SyncNet accuracy, PSNR/SSIM outside the face). Exit codes: "
+               "upstream's evaluation (LSE-C, LSE-D, SyncNet accuracy, PSNR/SSIM outside the face); "
+               f"'{prog} batch JOBS [--ray]' many jobs, on a Ray cluster with --ray. Exit codes: "
                "0 done, 2 bad arguments, 3 model files missing, 4 an input could not be used, "
                "5 a batch had failures, 6 no usable face (--require-face), 130 interrupted, 143 stopped by SIGTERM.",
     )
@@ -209,17 +210,29 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def run_subcommand(name: str, argv: Sequence[str]) -> int:
-    """``doctor``, ``selftest``, ``score`` or ``eval``, each with its own options."""
+    """``doctor``, ``selftest``, ``score``, ``eval`` or ``batch``, each with its own options."""
     try:
         if name == "doctor":
             from .doctor import main as doctor_main
 
             return doctor_main(argv, prog=f"{program_name()} doctor")
+        if name == "batch":
+            from .cli_batch import main as batch_main
+
+            return batch_main(argv, prog=f"{program_name()} batch")
         if name in ("score", "eval"):
             from .metrics import commands
 
             main_of = commands.score_main if name == "score" else commands.eval_main
             return main_of(argv, prog=f"{program_name()} {name}")
+        if name == "train":
+            from .train.cli import main as train_main
+
+            return train_main(argv, prog=f"{program_name()} train")
+        if name == "data":
+            from .data.cli import main as data_main
+
+            return data_main(argv, prog=f"{program_name()} data")
         from .selftest import main as selftest_main
 
         return selftest_main(argv, prog=f"{program_name()} selftest")

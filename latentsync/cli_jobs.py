@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import copy
+import csv
+import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Any, Iterable, Optional, Sequence, Tuple
 
 log = logging.getLogger("latentsync")
 
@@ -16,13 +20,21 @@ AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus")
 OUTPUT_SUFFIX = "_lipsync.mp4"
 
 
+JOB_OPTIONS = ("seed", "steps", "guidance", "deepcache", "keep_silent_mouth", "face_index", "length_policy", "posterior",
+               "crf", "fps")
+"""Options a job of a CSV/JSONL batch may set for itself (the rest, e.g. the models, are the run's: a worker loads
+its models once for every job)."""
+
+
 @dataclass(frozen=True)
 class Job:
-    """One lip-sync: a video (or still image), the audio that drives it and the mp4 to write."""
+    """One lip-sync: a video (or still image), the audio that drives it, the mp4 to write, and the options this job
+    sets for itself (``(name, value)`` pairs of :data:`JOB_OPTIONS`, from a CSV/JSONL batch)."""
 
     video: str
     audio: str
     output: str
+    options: Tuple[Tuple[str, Any], ...] = ()
 
 
 def default_output(video: str, output_dir: Optional[str] = None) -> str:
@@ -68,14 +80,91 @@ def list_jobs(listing: Path, output_dir: Optional[str]) -> list[Job]:
     return jobs
 
 
+def _job_from_record(record: dict, where: str, output_dir: Optional[str]) -> Job:
+    """A job from a CSV row or JSONL object: video, audio, optional output, and any of :data:`JOB_OPTIONS`."""
+    record = {k.strip(): v for k, v in record.items() if k is not None and v not in (None, "")}
+    missing = [k for k in ("video", "audio") if not isinstance(record.get(k), str)]
+    if missing:
+        raise ValueError(f"{where}: no {' or '.join(missing)} (each job needs 'video' and 'audio' file paths)")
+    unknown = sorted(set(record) - {"video", "audio", "output", *JOB_OPTIONS})
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}; a job may set video, audio, output and "
+                         f"{', '.join(JOB_OPTIONS)} (the models and devices are the whole run's options)")
+    video = record["video"]
+    output = record.get("output") or default_output(video, output_dir)
+    options = tuple((name, record[name]) for name in JOB_OPTIONS if name in record)
+    return Job(video, record["audio"], str(output), options)
+
+
+def csv_jobs(listing: Path, output_dir: Optional[str]) -> list[Job]:
+    """Jobs from a CSV file with a header row: video, audio, optional output and per-job options."""
+    with open(listing, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [_job_from_record(row, f"{listing}:{n}", output_dir) for n, row in enumerate(rows, 2)]
+
+
+def jsonl_jobs(listing: Path, output_dir: Optional[str]) -> list[Job]:
+    """Jobs from a JSON-lines file: one object per line with video, audio, optional output and per-job options."""
+    jobs = []
+    for n, line in enumerate(listing.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise ValueError(f"{listing}:{n}: not a JSON object ({exc})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{listing}:{n}: expected a JSON object like {{\"video\": ..., \"audio\": ...}}")
+        jobs.append(_job_from_record(record, f"{listing}:{n}", output_dir))
+    return jobs
+
+
 def batch_jobs(spec: str, output_dir: Optional[str]) -> list[Job]:
-    """Jobs from a folder (video + same-stem audio) or a list file; raises OSError/ValueError when unusable."""
+    """Jobs from a folder (video + same-stem audio), a CSV (with a header), a JSONL or a list file; raises
+    OSError/ValueError when unusable."""
     path = Path(spec)
     if path.is_dir():
         return folder_jobs(path, output_dir)
     if path.is_file():
-        return list_jobs(path, output_dir)
+        reader = {".csv": csv_jobs, ".jsonl": jsonl_jobs}.get(path.suffix.lower(), list_jobs)
+        return reader(path, output_dir)
     raise FileNotFoundError(f"--batch {spec}: no such folder or list file")
+
+
+def job_args(args: argparse.Namespace, job: Job) -> argparse.Namespace:
+    """The run's options with the job's own applied and checked (raises UsageError naming the job and option)."""
+    if not job.options:
+        return args
+    from .cli_checks import UsageError, check_numbers
+    from .options import OPTIONS
+
+    out = copy.copy(args)
+    for name, value in job.options:
+        option = OPTIONS[name]
+        dest = "posterior_mean" if name == "posterior" else option.flag.lstrip("-").replace("-", "_")
+        if option.kind is bool and not isinstance(value, bool):
+            if str(value).lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise UsageError(f"{job.video}: {name} must be true or false, got {value!r}")
+            value = str(value).lower() in ("true", "1", "yes")
+        if name == "posterior":
+            if value not in option.choices:
+                raise UsageError(f"{job.video}: posterior must be one of {', '.join(option.choices)}, got {value!r}")
+            value = value == "mean"
+        elif option.choices and value not in option.choices:
+            raise UsageError(f"{job.video}: {name} must be one of {', '.join(option.choices)}, got {value!r}")
+        elif option.kind in (int, float) and isinstance(value, str):
+            from .option_checks import parse_number
+
+            try:
+                value = parse_number(value)
+            except (ValueError, argparse.ArgumentTypeError):
+                raise UsageError(f"{job.video}: {name} must be a number, got {value!r}") from None
+        setattr(out, dest, str(value) if name == "face_index" else value)
+    try:
+        check_numbers(out)
+    except UsageError as exc:
+        raise UsageError(f"{job.video}: {exc}") from None
+    return out
 
 
 def input_problem(job: Job) -> Optional[str]:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 from .batch_manifest import Manifest, ManifestEntry, default_manifest_path, manifest_path_problem
 from .cli_checks import UsageError
-from .cli_jobs import Job, input_problem, output_problem, protected_files
+from .cli_jobs import Job, input_problem, job_args, output_problem, protected_files
 from .exit_codes import (EXIT_BATCH, EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_MODELS, EXIT_NO_FACE, EXIT_OK,
                          EXIT_USAGE)
 from .locations import default_models_dir
@@ -78,21 +78,27 @@ class JobRunner:
             found.update({spec.key: spec.find(self.root) for spec in SYNC_SCORE_FILES})
         return {name: path for name, path in found.items() if path}
 
-    def settings(self) -> dict[str, Any]:
-        """Every option that changes the output (batch chunks and compiling do not); worked out once."""
+    def settings(self, job: Optional[Job] = None) -> dict[str, Any]:
+        """Every option that changes ``job``'s output (batch chunks and compiling do not): the run's, worked out
+        once, with the job's own options (a CSV/JSONL batch) applied."""
         if self._settings is None:
-            self._settings = self._result_settings()
-        return self._settings
+            self._settings = self._option_settings(self.args, self._detector())
+        if job is None or not job.options:
+            return self._settings
+        return self._option_settings(job_args(self.args, job), self._settings["detector"])
 
-    def _result_settings(self) -> dict[str, Any]:
-        a = self.args
+    def _detector(self) -> str:
+        """The detector the run uses, by its canonical name ('auto' resolved as create_detector picks)."""
         from .face.detector_registry import canonical
 
-        detector = canonical(a.detector)  # 'dlib' and 'offline' are one detector, one key
-        if detector == "auto":  # the first registered detector that can run, as create_detector picks
+        detector = canonical(self.args.detector)  # 'dlib' and 'offline' are one detector, one key
+        if detector == "auto":  # the first registered detector that can run
             from .face.detectors import detector_status
 
             detector = next((name for name, why in detector_status([self.root]).items() if why is None), "offline")
+        return detector
+
+    def _option_settings(self, a: argparse.Namespace, detector: str) -> dict[str, Any]:
         return {"version": a.version, "steps": a.steps, "guidance": a.guidance, "seed": a.seed,
                 "deepcache": bool(a.deepcache), "noise": "cpu" if a.noise_on_cpu else self.device.type,
                 "posterior": "mean" if a.posterior_mean else "sample", "length_policy": a.length_policy,
@@ -114,9 +120,9 @@ class JobRunner:
 
             needed |= {spec.key for spec in SYNC_SCORE_FILES}
         models = {**self.model_paths(), **(models or {})}
-        if set(models) != needed:
+        if set(models) != needed or self.settings(job)["seed"] == -1:  # a random seed is a new result each time
             return None
-        return job_key(job.video, job.audio, models, self.settings())
+        return job_key(job.video, job.audio, models, self.settings(job))
 
     def open_manifest(self) -> None:
         """The batch manifest (UsageError when its path is taken by another file or is an input)."""
@@ -279,8 +285,10 @@ def speaker_options(runner: JobRunner, job: Job, audio: str, options: Any) -> tu
     return dataclasses.replace(options, face_index=plan), None
 
 
-def run_one(runner: JobRunner, job: Job, label: str, models: Any, options: Any, dtype: Any) -> Outcome:
-    """Lip-sync one job; every expected failure becomes an Outcome (interrupts propagate)."""
+def run_one(runner: JobRunner, job: Job, label: str, models: Any, options: Any, dtype: Any,
+            progress: Optional[Callable[[str, int, int], None]] = None) -> Outcome:
+    """Lip-sync one job; every expected failure becomes an Outcome (interrupts propagate). ``progress`` (stage,
+    done, total) replaces the progress bars (a batch worker reports to its driver instead)."""
     from .pipeline.face_report import NoFaceError
     from .pipeline.runner import lipsync_file
 
@@ -290,7 +298,7 @@ def run_one(runner: JobRunner, job: Job, label: str, models: Any, options: Any, 
     if failed is not None:
         cleanup()
         return failed
-    progress = Progress(not runner.args.quiet, label)
+    progress = Progress(not runner.args.quiet and progress is None, label, also=progress)
     try:
         report = lipsync_file(models, models.vae, job.video, audio, job.output, options, device=runner.device,
                               dtype=dtype, progress=progress, sync_models=getattr(runner, "sync_models", None))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Callable, Optional
 
 UNITS = {"detect": "frame", "sample": "step", "write": "frame"}
 
@@ -16,12 +16,15 @@ class Progress:
     draw nothing.
     """
 
-    def __init__(self, enabled: bool, label: str):
+    def __init__(self, enabled: bool, label: str, also: Optional[Callable[[str, int, int], None]] = None):
         self.enabled = enabled
         self.label = label
+        self.also = also  # another listener of every report (a batch worker's progress for its driver)
         self.bars: dict[str, Any] = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.also is not None:
+            self.also(stage, done, total)
         if not self.enabled or total <= 1:
             return
         try:
