@@ -240,6 +240,7 @@ def lipsync_file(
     timer: Optional[Callable[[str], ContextManager]] = None,
     sync_models=None,
     sync_options=None,
+    shards=None,
 ) -> RunReport:
     """Lip-sync ``video_path`` (or a still image) to ``audio_path`` and write an H.264 + AAC mp4 to ``output_path``.
 
@@ -247,7 +248,9 @@ def lipsync_file(
     external trackers). ``timer(stage)`` returns a context manager wrapped around each stage (profiling).
     ``sync_models`` (:class:`latentsync.metrics.score.SyncModels`) score the segments when ``options.min_sync`` is
     set (the sync gate, see :mod:`latentsync.pipeline.gate_runner`), with ``sync_options``
-    (:class:`latentsync.metrics.score.SyncOptions`, default upstream's evaluation settings).
+    (:class:`latentsync.metrics.score.SyncOptions`, default upstream's evaluation settings). ``shards``
+    (:class:`latentsync.distributed.shard.ShardPool`) generates the windows on its devices' workers, this process
+    doing the rest; ``models.unet`` and ``vae`` are then unused.
     """
     from ..audio.features import whisper_features
     from ..audio.waveform import load_audio, to_16k_mono
@@ -262,6 +265,8 @@ def lipsync_file(
     device = torch.device(device)
     _check_paths(video_path, audio_path, output_path, options.overwrite)
     gated = options.min_sync is not None
+    if gated and shards is not None:
+        raise ValueError("the sync gate (min_sync) runs on one device; leave min_sync unset to shard a video")
     if gated:
         from ..option_checks import check_number
         from .gate_runner import MIN_SYNC, SYNC_RETRIES
@@ -357,7 +362,7 @@ def lipsync_file(
     times = None if timestamps is None else torch.from_numpy(timestamps)
     mask = fixed_mask(resolution)
     unet = models.unet
-    if options.compile:
+    if options.compile and shards is None:  # sharded: the workers compile their own
         from .compiled import maybe_compile
 
         unet = maybe_compile(unet, True, device=device, frames=sampler_options.chunk_frames,
@@ -373,17 +378,28 @@ def lipsync_file(
         """One window on the device: align, encode, sample (with ``smp``), decode, composite; returns the frames on
         the host (pinned when on CUDA, the copy still in flight) and the event that marks the copy done."""
         smp.options.batch_chunks = plan_now.batch_chunks
-        frames = torch.from_numpy(source_frames).to(device)
-        mats = matrices[src[a:b]]
-        with stage("align"):
-            faces = stages.align_faces(frames, mats, resolution)
+        frames, mats, faces = align_window(a, b, source_frames)
         with stage("generate"):
             encoded = stages.encode(vae, faces, mask, batch_size=plan_now.vae_batch)
-            windows = stages.audio_windows(features, b - a, fps, start_frame=a,
-                                           timestamps=None if times is None else times[a:b])
+            windows = window_audio(a, b)
             latents = smp.sample_vae_latents(encoded, windows, skip_chunk=skip, callback=on_step,
                                              steps_total=steps_total)
             generated = stages.decode(vae, latents, faces, mask, batch_size=plan_now.vae_batch)
+        return composite_window(a, b, frames, mats, generated)
+
+    def align_window(a: int, b: int, source_frames: np.ndarray) -> tuple:
+        """A window's frames on the device, their alignment matrices and aligned faces."""
+        frames = torch.from_numpy(source_frames).to(device)
+        mats = matrices[src[a:b]]
+        with stage("align"):
+            return frames, mats, stages.align_faces(frames, mats, resolution)
+
+    def window_audio(a: int, b: int) -> torch.Tensor:
+        return stages.audio_windows(features, b - a, fps, start_frame=a,
+                                    timestamps=None if times is None else times[a:b])
+
+    def composite_window(a: int, b: int, frames: torch.Tensor, mats: torch.Tensor, generated: torch.Tensor) -> tuple:
+        """Paste a window's generated faces into its frames; the frames on the host (see ``process``)."""
         with stage("composite"):
             out = stages.composite(frames, generated, mats.to(device), resolution, apply=apply[a:b].to(device))
             if device.type != "cuda":
@@ -406,6 +422,20 @@ def lipsync_file(
 
         return run_shrinking(lambda plan_now: process(a, b, source_frames, plan_now, smp, on_step), memory,
                              where=f"frames {a}-{b - 1} of {video_path}", before_retry=undo, on_shrink=notes.append)
+
+    def start_sharded(a: int, b: int, source_frames: np.ndarray) -> tuple:
+        """Align a window here and hand its generation to a shard worker (returns at once)."""
+        frames, mats, faces = align_window(a, b, source_frames)
+        job = shards.submit(video_plan, a, b, faces, window_audio(a, b), mask, apply[a:b],
+                            vae_batch=max(1, int(options.vae_batch)), dtype=dtype)
+        return a, b, frames, mats, job
+
+    def finish_sharded(a: int, b: int, frames: torch.Tensor, mats: torch.Tensor, job) -> tuple:
+        """Gather a window from its worker and composite it: (end frame, host frames, copy-done event)."""
+        with stage("generate_wait"):
+            generated = shards.result(job).to(device)
+        report("sample", sampler.steps_total(b), steps_total)
+        return (b, *composite_window(a, b, frames, mats, generated))
 
     def write(writer, host: torch.Tensor, done: Optional[torch.cuda.Event]) -> None:
         if done is not None:
@@ -464,6 +494,7 @@ def lipsync_file(
     # the device rarely waits on the CPU; at most two windows wait for the encoder, so memory stays bounded.
     # The writer is closed last (the executors wait for their jobs first); on an error, queued writes are dropped.
     queued: deque = deque()
+    in_flight: deque = deque()  # sharded: windows handed to the workers, gathered in order (the next ones queued)
     with VideoWriter(output_path, fps, audio=(waveform, sample_rate), crf=options.crf, preset=options.preset,
                      overwrite=options.overwrite, timestamps=timestamps,
                      metadata=dict(options.metadata) or None) as writer, \
@@ -476,14 +507,25 @@ def lipsync_file(
                 source_frames = upcoming.result()
             if i + 1 < len(spans):
                 upcoming = reader.submit(source.get, src[spans[i + 1][0]:spans[i + 1][1]].numpy())
-            if gated:
+            if shards is not None:
+                in_flight.append(start_sharded(a, b, source_frames))
+                if len(in_flight) <= shards.depth:
+                    continue
+                b, host, done = finish_sharded(*in_flight.popleft())
+            elif gated:
                 host, done = gated_window(a, b, source_frames), None
             else:
                 host, done = process_fitting(a, b, source_frames)
             del source_frames
             drain(keep=1)
             queued.append((b, encoder.submit(write, writer, host, done)))
+        while in_flight:
+            b, host, done = finish_sharded(*in_flight.popleft())
+            drain(keep=1)
+            queued.append((b, encoder.submit(write, writer, host, done)))
         drain(keep=0)
+    if shards is not None:
+        log.info("%s: %s", os.path.basename(video_path), shards.take_stats().line())
     return RunReport(
         output=output_path, frames=n_out, fps=fps, detector=track.detector,
         missing_face_frames=torch.nonzero(~found[src]).flatten().tolist(),
