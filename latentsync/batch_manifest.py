@@ -37,6 +37,7 @@ class ManifestEntry:
     load_seconds: Optional[float] = None  # model loading on that worker, paid by its first job
     gate: Optional[list] = None  # the sync gate's segments with their scores (--min-sync)
     options: Optional[dict] = None  # the job's own options (CSV/JSONL batch)
+    sync: Optional[dict] = None  # the output's SyncNet score (``latentsync batch --score``)
 
 
 @dataclass

@@ -34,6 +34,9 @@ def batch_parser(prog: str) -> argparse.ArgumentParser:
                    help="Ray workers (default: one per GPU of the cluster; 1 without GPUs)")
     b.add_argument("--gpus-per-worker", type=float, default=None,
                    help="GPUs each Ray worker takes (default 1 on a cluster with GPUs, else 0); 0.5 puts two on a GPU")
+    b.add_argument("--score", action="store_true",
+                   help="score every written output with SyncNet (confidence, distance, offset, as 'latentsync score') "
+                        "into the manifest; needs auxiliary/syncnet_v2.model and sfd_face.pth in the models root")
     b.add_argument("--retries", type=int, default=2,
                    help="times a job is retried after its worker died (default %(default)s); a job that fails "
                         "on its own (bad input) is not retried")

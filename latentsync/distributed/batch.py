@@ -86,7 +86,7 @@ def _entry(job: Job, result: JobResult, attempts: int) -> ManifestEntry:
     return ManifestEntry(video=job.video, audio=job.audio, output=job.output, status=result.status,
                          message=result.message, frames=result.frames, face_frames=result.face_frames,
                          seconds=result.seconds, key=result.key, worker=result.worker or None, attempts=attempts,
-                         load_seconds=result.load_seconds or None, gate=result.gate or None,
+                         load_seconds=result.load_seconds or None, gate=result.gate or None, sync=result.sync,
                          options=dict(job.options) or None)
 
 

@@ -43,6 +43,7 @@ class JobResult:
     load_seconds: float = 0.0  # models loaded for this job (the worker's first)
     gate: list = field(default_factory=list)  # the sync gate's segments (JSON-ready), when --min-sync is on
     key: Optional[str] = None  # the job cache's key (inputs' content, models, result-changing options)
+    sync: Optional[dict] = None  # the output's SyncNet score (--score): confidence, distance, offset or why none
     worker: str = ""
 
     def as_dict(self) -> dict:
@@ -102,8 +103,14 @@ class BatchWorker:
         start = time.perf_counter()
         runner = self.job_runner()
         failed = load_gate_models(runner)
+        if failed is None and getattr(self.args, "score", False) and getattr(runner, "sync_models", None) is None:
+            from ..metrics.commands import load_sync_models_logged
+
+            runner.sync_models, failed = load_sync_models_logged(runner.root, runner.device, prefix="--score: ",
+                                                                 allow_download=not self.args.no_download)
         if failed is not None:
-            raise WorkerSetupError("the sync gate's SyncNet files are missing or unreadable (see the log)", failed)
+            raise WorkerSetupError("SyncNet files for --min-sync/--score are missing or unreadable (see the log)",
+                                   failed)
         try:
             models = load_everything(self.args, runner.device, runner.dtype)
         except ModelFilesMissing as exc:
@@ -150,10 +157,29 @@ class BatchWorker:
 
                 torch.cuda.empty_cache()
         report = outcome.report
+        sync = self.score(job) if report is not None and getattr(self.args, "score", False) else None
         return JobResult(
             status=outcome.status, message=outcome.message, exit_code=outcome.exit_code,
             frames=None if report is None else report.frames,
             face_frames=None if report is None else report.face_frames,
             seconds=None if report is None else round(report.seconds, 3), load_seconds=round(load_seconds, 3),
-            gate=[] if report is None else [segment.as_dict() for segment in report.gate], key=key,
+            gate=[] if report is None else [segment.as_dict() for segment in report.gate], key=key, sync=sync,
             worker=self.info()["name"])
+
+    def score(self, job: Job) -> dict:
+        """The written output's SyncNet score against its own audio track (``latentsync score``'s numbers)."""
+        from ..metrics.media import read_clip
+        from ..metrics.score import score_clip
+
+        with self._lock:
+            self._state = {"job": job.video, "stage": "score", "done": 0, "total": 0}
+        try:
+            clip = read_clip(job.output, None)
+            result = score_clip(clip.frames, clip.wav16k, clip.fps, self.runner.sync_models)
+        except (OSError, ValueError) as exc:
+            return {"scorable": False, "reason": f"could not read the output: {exc}"}
+        finally:
+            with self._lock:
+                self._state = {}
+        record = result.as_dict()
+        return {k: record[k] for k in ("scorable", "reason", "report", "confidence", "distance", "offset")}

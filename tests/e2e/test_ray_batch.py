@@ -16,6 +16,7 @@ from latentsync import cli
 from latentsync.cli_batch import batch_parser, check_batch_options
 from latentsync.cli_checks import UsageError, apply_quality
 from latentsync.cli_jobs import batch_jobs, job_args
+import sync_media
 from test_batch_manifest import tiny_args
 
 
@@ -43,16 +44,23 @@ def outputs(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in folder.glob("*_lipsync.mp4")}
 
 
-def test_local_batch_runs_jsonl_jobs_and_records_them(models, clip, tmp_path):
+def test_local_batch_runs_jsonl_jobs_scores_and_records_them(models, clip, tmp_path):
     jobs = make_jobs(clip, tmp_path / "clips", 2)
-    argv = ["batch", str(jobs), *tiny_args(models, "--no-cache")]
+    sync_root = sync_media.metric_models(tmp_path / "sync_models")  # tiny SyncNet v2 + S3FD in the real formats
+    argv = ["batch", str(jobs), *tiny_args(models, "--cache-dir", str(tmp_path / "cache"), "--score",
+                                            "--models-dir", str(sync_root))]
     assert cli.run(argv) == cli.EXIT_BATCH  # the broken input fails, the rest is done
     entries = manifest(tmp_path / "clips")
     assert entries["broken"]["status"] == "failed"
     for name in ("take0", "take1"):
         assert entries[name]["status"] == "done" and entries[name]["frames"] > 0
         assert entries[name]["attempts"] == 1 and entries[name]["worker"]
+        sync = entries[name]["sync"]  # scored, or why not (a 12-frame clip can be too short for SyncNet)
+        assert set(sync) >= {"scorable", "confidence", "distance", "offset"}
+        assert (sync["confidence"] is not None) == sync["scorable"] and (sync["scorable"] or sync["reason"])
     assert entries["take1"]["options"] == {"seed": 7} and entries["take0"]["options"] is None
+    keys = [entries[name]["key"] for name in ("take0", "take1")]
+    assert all(len(k) == 64 for k in keys) and keys[0] != keys[1]  # same clip, the job's own seed
     # Same clip, another seed: another result.
     a, b = ((tmp_path / "clips" / f"take{i}_lipsync.mp4").read_bytes() for i in (0, 1))
     assert a != b
