@@ -40,6 +40,9 @@ class LocalPool:
         for n, job in enumerate(jobs, 1):
             yield job, self.worker.run(job, label=f"[{n}/{len(jobs)}] {Path(job.video).name}", bars=True)
 
+    def cancel(self) -> None:
+        """Nothing to do: Ctrl-C reached the job itself in this process."""
+
     def stop(self) -> None:
         """Nothing to stop."""
 
@@ -157,6 +160,7 @@ def run_batch(args: argparse.Namespace, jobs: list[Job], *, use_ray: bool = Fals
         log.error("%s", exc)
         return exc.exit_code
     except KeyboardInterrupt as exc:
+        pool.cancel()
         log.error("interrupted%s: %d of %d job(s) finished and kept; a rerun does the rest", f" ({exc})"
                   if str(exc) else "", done, len(todo))
         return getattr(exc, "exit_code", EXIT_INTERRUPTED)

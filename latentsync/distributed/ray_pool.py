@@ -154,6 +154,14 @@ class RayPool:
                 if state:
                     self.on_event("progress", job=slot.job, worker=slot.info, state=state)
 
+    def cancel(self, grace_s: float = 20.0) -> None:
+        """Ask every busy worker to stop its job (its partial output is removed) and wait up to ``grace_s``."""
+        busy = [s for s in self.slots if s.ref is not None]
+        for slot in busy:
+            slot.actor.cancel.remote()
+        if busy:
+            self.ray.wait([s.ref for s in busy], num_returns=len(busy), timeout=grace_s)
+
     def stop(self) -> None:
         """Kill the workers and, when this process started the cluster, shut it down."""
         for slot in self.slots:

@@ -30,6 +30,11 @@ class WorkerSetupError(RuntimeError):
         self.exit_code = exit_code
 
 
+class JobCancelled(BaseException):
+    """The driver asked the worker to stop its job (Ctrl-C there): raised at the job's next progress report, so the
+    writer removes its partial file as on Ctrl-C. A BaseException: no ``except Exception`` turns it into a result."""
+
+
 @dataclass
 class JobResult:
     """How a job ended on a worker: a manifest status, the message, and what it took (plain data: crosses Ray)."""
@@ -62,6 +67,7 @@ class BatchWorker:
         self.runner: Any = None
         self._state: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._cancel = threading.Event()
 
     def info(self) -> dict[str, Any]:
         """Where this worker runs: host, process id, device."""
@@ -73,7 +79,13 @@ class BatchWorker:
         with self._lock:
             return dict(self._state)
 
+    def cancel(self) -> None:
+        """Stop the job in hand at its next progress report (called from another thread, e.g. by the driver)."""
+        self._cancel.set()
+
     def _report(self, stage: str, done: int, total: int) -> None:
+        if self._cancel.is_set():
+            raise JobCancelled("stopped by the batch's driver")
         with self._lock:
             self._state.update(stage=stage, done=done, total=total)
 
@@ -135,6 +147,7 @@ class BatchWorker:
         ``bars``: progress bars on this process's stderr (the local runner) instead of ``progress()`` reports."""
         from ..cli_runner import run_one, run_options
 
+        self._cancel.clear()
         runner = self.job_runner()
         key = runner.key(job)
         cached = runner.from_cache(job)

@@ -151,3 +151,28 @@ def test_ray_batch_retries_a_killed_worker_and_a_rerun_recomputes_nothing(models
     assert not [k for k, _ in events if k in ("worker_started", "job_started")], "a rerun started work"
     assert outputs(folder) == first
     assert [manifest(folder)[f"take{i}"]["status"] for i in range(3)] == ["exists"] * 3
+
+
+def test_ray_batch_ctrl_c_keeps_finished_outputs_and_leaves_no_partial(models, clip, tmp_path, ray_session):
+    from latentsync.distributed.batch import run_batch
+
+    folder = tmp_path / "clips"
+    jobs_file = make_jobs(clip, folder, 2)
+    args = batch_parser("t").parse_args([str(jobs_file), "--ray", "--workers", "1",
+                                         *tiny_args(models, "--no-cache")])
+    args.batch = args.jobs
+    apply_quality(args)
+    jobs = cli.plan_jobs(args)
+    seen = []
+
+    def on_event(kind, **data):
+        # Ctrl-C in the driver while the second job is being worked on (its worker reported progress).
+        if kind == "progress" and data["job"] is not None and Path(data["job"].video).stem == "take1":
+            seen.append(data["state"])
+            raise KeyboardInterrupt
+
+    assert run_batch(args, jobs, use_ray=True, workers=1, on_event=on_event) == cli.EXIT_INTERRUPTED
+    assert seen, "the second job never reported progress"
+    assert (folder / "take0_lipsync.mp4").is_file() and not (folder / "take1_lipsync.mp4").exists()
+    assert not list(folder.glob(".*partial*")), "the stopped job left its partial file"
+    assert manifest(folder)["take0"]["status"] == "done" and "take1" not in manifest(folder)
