@@ -1,0 +1,62 @@
+"""The data pipeline's pure parts: PySceneDetect 0.6.1's adaptive detector rule (against the real detector's
+output, recorded in tests/fixtures/scenedetect_adaptive.json), the CLI's scene list, the 25 fps re-timing of
+upstream's ``-r 25`` and the segment plan."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from latentsync.data.resample import frames_at_fps
+from latentsync.data.segments import plan_segments, segment_name
+from latentsync.data.shots import adaptive_cuts, scene_list
+
+FIXTURE = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "scenedetect_adaptive.json").read_text())
+
+
+@pytest.mark.parametrize("case", FIXTURE["synthetic"], ids=lambda c: f"t{c['threshold']}-w{c['window']}")
+def test_adaptive_cuts_equal_pyscenedetect(case):
+    """Spikes, clustered spikes, frozen stretches (mean 0 around a frame), two parameter sets."""
+    cuts = adaptive_cuts(case["scores"], case["threshold"], case["min_content_val"], case["window"],
+                         case["min_scene_len"])
+    assert cuts == case["cuts"]
+
+
+@pytest.mark.parametrize("video", FIXTURE["videos"], ids=lambda v: v["video"])
+def test_scene_lists_equal_the_scenedetect_cli(video):
+    """Real videos' frame scores -> the scene list scenedetect's split-video would cut (threshold 2, 15 frames)."""
+    scenes = scene_list(len(video["content_val"]), adaptive_cuts(video["content_val"]))
+    assert [list(s) for s in scenes] == video["scenes"]
+
+
+def test_scene_list_without_cuts_is_the_whole_video_but_the_last_frame():
+    assert scene_list(250, []) == [(0, 249)]
+    assert scene_list(150, [75]) == [(0, 75), (75, 149)]
+
+
+def _batches(stamps: np.ndarray, batch: int = 7):
+    frames = np.arange(len(stamps), dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+    for i in range(0, len(stamps), batch):
+        yield frames[i:i + batch], stamps[i:i + batch]
+
+
+def _shown(stamps: np.ndarray, fps: Fraction) -> list[int]:
+    return [int(f[0, 0, 0]) for chunk in frames_at_fps(_batches(stamps), fps) for f in chunk]
+
+
+def test_25_fps_retiming_nearest_frame():
+    thirty = _shown(np.arange(60) / 30, Fraction(30))  # 2 s at 30 fps -> 50 frames, every 6th source frame dropped
+    assert len(thirty) == 50 and thirty[:7] == [0, 1, 2, 4, 5, 6, 7] and thirty[-1] == 59
+    twenty = _shown(np.arange(40) / 20, Fraction(20))  # 2 s at 20 fps -> 50 frames, every 4th repeated
+    assert len(twenty) == 50 and twenty[:6] == [0, 1, 2, 2, 3, 4]
+    assert _shown(np.arange(25) / 25 + 3.0, Fraction(25)) == list(range(25))  # a start offset is ignored
+
+
+def test_segment_plan_and_names():
+    plan = plan_segments([(0, 249), (249, 300)], 125)
+    assert plan == [(1, 0, 0, 125), (1, 1, 125, 249), (2, 0, 249, 300)]
+    assert segment_name(Path("a/b.mov"), 2, 0) == Path("a/b_shot_002_000.mp4")
