@@ -25,6 +25,7 @@ from . import __version__
 from .cli_checks import UsageError, apply_quality, check_numbers, resolve_device
 from .cli_jobs import Job, batch_jobs, default_output, input_problem
 from .cli_gate import add_gate_arguments, check_gate
+from .distributed.devices import add_devices_argument, check_devices
 from .configs import RESOLUTION_BY_VERSION
 from .exit_codes import (EXIT_BATCH, EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_MODELS, EXIT_NO_FACE, EXIT_OK,
                          EXIT_USAGE)
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights dtype (auto: fp16 on CUDA GPUs of compute capability 8+, else fp32)")
     add_cli_argument(r, "compile")
     add_cli_argument(r, "batch_chunks", default=0)  # 0 = auto (the command picks 1 or 2; the result is the same)
+    add_devices_argument(r)
     add_cli_argument(r, "crf")
     r.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
                    help="x264 preset: ultrafast ... veryslow (default %(default)s)")
@@ -200,6 +202,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             check_numbers(args)
             check_gate(args)
             jobs = plan_jobs(args)
+            check_devices(args)  # --devices: checked (and Ray found) before anything loads
             device = resolve_device(args.device)
         except UsageError as exc:
             log.error("%s", exc)

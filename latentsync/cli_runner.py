@@ -301,7 +301,8 @@ def run_one(runner: JobRunner, job: Job, label: str, models: Any, options: Any, 
     progress = Progress(not runner.args.quiet and progress is None, label, also=progress)
     try:
         report = lipsync_file(models, models.vae, job.video, audio, job.output, options, device=runner.device,
-                              dtype=dtype, progress=progress, sync_models=getattr(runner, "sync_models", None))
+                              dtype=dtype, progress=progress, sync_models=getattr(runner, "sync_models", None),
+                              shards=getattr(runner, "shards", None))
     except NoFaceError as exc:
         return Outcome("failed", f"{exc} (--require-face: nothing was written)", EXIT_NO_FACE)
     except (OSError, ValueError) as exc:
@@ -374,19 +375,32 @@ def run_jobs(args: argparse.Namespace, jobs: list[Job], device: Any) -> int:
 
         models.unet = maybe_compile(models.unet, True, device=device, frames=options.sampler.chunk_frames,
                                     fixed_batch=options.sampler.batch_chunks)
-    for n, job in enumerate(todo, 1):
-        label = f"[{n}/{len(todo)}] {Path(job.video).name}"
+    runner.shards = None
+    if getattr(args, "devices", None):  # --devices: a worker per device generates, this process streams the rest
+        from .distributed.shard_cli import start_shards
+
         try:
-            outcome = run_one(runner, job, label, models, options, runner.dtype)
-        except KeyboardInterrupt as exc:
-            log.error("interrupted%s", f" ({exc})" if str(exc) else "")
-            return getattr(exc, "exit_code", EXIT_INTERRUPTED)
-        runner.record(job, outcome)
-        failed += outcome.status == "failed"
-        if not args.batch and outcome.status == "failed":
-            return outcome.exit_code
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+            runner.shards = start_shards(args, models, runner.dtype, options)
+        except Exception as exc:  # Ray could not start, or a worker could not load its models
+            log.error("could not start the --devices workers: %s", exc)
+            return EXIT_ERROR
+    try:
+        for n, job in enumerate(todo, 1):
+            label = f"[{n}/{len(todo)}] {Path(job.video).name}"
+            try:
+                outcome = run_one(runner, job, label, models, options, runner.dtype)
+            except KeyboardInterrupt as exc:
+                log.error("interrupted%s", f" ({exc})" if str(exc) else "")
+                return getattr(exc, "exit_code", EXIT_INTERRUPTED)
+            runner.record(job, outcome)
+            failed += outcome.status == "failed"
+            if not args.batch and outcome.status == "failed":
+                return outcome.exit_code
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    finally:
+        if runner.shards is not None:
+            runner.shards.close()
     return finish(runner, failed)
 
 

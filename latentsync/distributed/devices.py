@@ -77,9 +77,10 @@ def check_devices(args: argparse.Namespace) -> Optional[list[str]]:
     if text is None:
         return None
     devices = parse_devices(text)
-    if args.device not in ("auto", devices[0]) and not (devices[0] == "cpu:0" and args.device == "cpu"):
+    driver = "cpu" if devices[0].startswith("cpu") else devices[0]
+    if args.device not in ("auto", driver, devices[0]):
         raise UsageError("--devices replaces --device (its first device runs detection and compositing); give one")
-    args.device = "cpu" if devices[0].startswith("cpu") else devices[0]
+    args.device = driver
     if len(devices) == 1:
         args.devices = None
         return None

@@ -115,6 +115,7 @@ class ShardPool:
         self.start_s = time.perf_counter() - started
         self.outstanding = [0] * len(self.actors)
         self.stats = ShardStats()
+        self.last_stats = ShardStats()
         self._mask: Optional[tuple[torch.Tensor, Any]] = None
         log.info("sharding over %s: %d worker(s) ready in %.1f s (models loaded in %.1f s)",
                  ", ".join(self.devices), len(self.actors), self.start_s, self.load_s)
@@ -185,9 +186,9 @@ class ShardPool:
         return faces
 
     def take_stats(self) -> ShardStats:
-        """This video's statistics; the next video starts from zero."""
-        stats, self.stats = self.stats, ShardStats()
-        return stats
+        """This video's statistics (kept as ``last_stats``); the next video starts from zero."""
+        self.last_stats, self.stats = self.stats, ShardStats()
+        return self.last_stats
 
     def close(self) -> None:
         """Stop the actors (and Ray, when this pool started it); the process environment is as before."""

@@ -85,7 +85,81 @@ def test_two_workers_equal_one_process(ray_cluster, models, loaded, clip, tmp_pa
         assert np.array_equal(sharded, single), "the sharded run's frames differ from the single-process run's"
         line = next(r.getMessage() for r in caplog.records if "sharded 5 window(s) over 2 worker(s)" in r.getMessage())
         assert "transfers" in line and "MiB" in line
-        # Not vacuous: another seed, through the same workers, gives other frames.
-        _, other = written_frames(monkeypatch, lambda: run_video(loaded, clip, tmp_path / "seed.mp4", pool, seed=12))
-        assert not np.array_equal(other, single)
     assert ray.is_initialized()  # a pool that did not start Ray leaves it up
+    # Not vacuous: another seed gives other frames.
+    _, other = written_frames(monkeypatch, lambda: run_video(loaded, clip, tmp_path / "seed.mp4", seed=12))
+    assert not np.array_equal(other, single)
+
+
+def test_command_line_devices_equal_one_device(ray_cluster, models, clip, tmp_path, monkeypatch, capsys):
+    """``latentsync --devices cpu:0,cpu:1`` (face detection, two windows, one per worker) writes the frames of
+    ``--device cpu``; the workers are stopped afterwards."""
+    from latentsync import cli
+    from latentsync.distributed import shard
+
+    video, audio = clip
+    common = ["--video", str(video), "--audio", str(audio), "--unet", str(models["unet"]), "--whisper",
+              str(models["whisper"]), "--vae", str(models["vae"]), "--detector", "offline", "--steps", "2",
+              "--seed", "5", "--no-cache", "--crf", "0", "--preset", "ultrafast", "--no-download"]
+    code, single = written_frames(monkeypatch, lambda: cli.run(common + ["--device", "cpu", "-o",
+                                                                         str(tmp_path / "one.mp4")]))
+    assert code == 0 and single.shape[0] == 20
+    closed: list = []
+    original_close = shard.ShardPool.close
+
+    def close(self) -> None:
+        closed.append(self)
+        original_close(self)
+
+    monkeypatch.setattr(shard.ShardPool, "close", close)
+    code, sharded = written_frames(monkeypatch, lambda: cli.run(common + ["--devices", "cpu:0,cpu:1", "-o",
+                                                                          str(tmp_path / "two.mp4")]))
+    assert code == 0, capsys.readouterr().err
+    assert "sharded 2 window(s) over 2 worker(s)" in capsys.readouterr().err
+    assert np.array_equal(sharded, single)
+    assert closed and not closed[0].actors  # the workers were stopped
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--devices", "cpu:0,cpu:0"], "cpu:0 listed more than once"),
+    (["--devices", "cuda:0,cuda:0"], "cuda:0 listed more than once"),
+    (["--devices", "cpu:0,cuda:0"], "not both"),
+    (["--devices", "mps:0,mps:1"], "not 'mps'"),
+    (["--devices", "cuda,cuda:1"], "number each device"),
+    (["--devices", "gpu0,gpu1"], "'gpu0' is not a device name"),
+    (["--devices", "cpu:0,,cpu:1"], "an empty name"),
+    (["--devices", "cpu:0,cpu:1", "--device", "cuda:1"], "--devices replaces --device"),
+    (["--devices", "cpu:0,cpu:1", "--min-sync", "3"], "--min-sync .* runs on one device"),
+])
+def test_devices_option_refused_before_loading(argv, message, capsys, monkeypatch):
+    """Each refusal exits 2 with its reason before a model file is looked for."""
+    from latentsync import cli, cli_runner
+
+    monkeypatch.setattr(cli_runner, "load_everything", lambda *a: pytest.fail("models loaded"))
+    assert cli.run(["--quiet", *argv]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert __import__("re").search(message, err), err
+
+
+def test_devices_need_cuda_and_ray(capsys, monkeypatch):
+    from latentsync import cli
+
+    if not torch.cuda.is_available():  # a CPU-only host: GPUs named, or 'all', are refused
+        assert cli.run(["--quiet", "--devices", "cuda:0,cuda:1"]) == cli.EXIT_USAGE
+        assert "CUDA is not available here" in capsys.readouterr().err
+        assert cli.run(["--quiet", "--devices", "all"]) == cli.EXIT_USAGE
+        assert "no CUDA GPU here" in capsys.readouterr().err
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)  # Ray not installed
+    assert cli.run(["--quiet", "--devices", "cpu:0,cpu:1"]) == cli.EXIT_USAGE
+    assert 'pip install "latentsync-nodes[ray]"' in capsys.readouterr().err
+
+
+def test_one_device_is_a_plain_run():
+    import argparse
+
+    from latentsync.distributed.devices import check_devices
+
+    args = argparse.Namespace(devices="cpu:0", device="auto", min_sync=None)
+    assert check_devices(args) is None and args.devices is None and args.device == "cpu"
+    args = argparse.Namespace(devices=" cpu:1 , cpu:0 ", device="cpu", min_sync=None)
+    assert check_devices(args) == ["cpu:1", "cpu:0"] and args.device == "cpu"
