@@ -1,6 +1,7 @@
-"""Training loops (empty for now: nothing here is imported by inference).
+"""Training loops (nothing here is imported by inference or the nodes).
 
-What goes here: the U-Net fine-tuning loop (upstream's stage-2 training: noise-prediction loss, optional SyncNet
-and LPIPS losses, TREPA) and SyncNet training, built on ``latentsync.models`` for the networks,
-``latentsync.data`` for batches and ``latentsync.metrics`` for the sync losses and validation scores.
+StableSyncNet training (``latentsync train syncnet``, docs/training.md): ``syncnet_config`` reads upstream's yaml,
+``syncnet_step`` / ``sync_loss`` compute one step, ``syncnet_loop`` runs it on DDP (torchrun, gloo or NCCL),
+``run_files`` writes upstream-format checkpoints and resume files, ``cli`` is the command. The U-Net fine-tuning
+loop (upstream's stage-2 losses, TREPA) goes here too, with its batches in ``latentsync.data``.
 """
