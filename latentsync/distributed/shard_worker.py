@@ -64,6 +64,7 @@ class ChunkWorker:
                                  fixed_batch=compile_shape[1])
         self.unet = unet
         self.vae = load_diffusers_vae(files["vae"], device=self.device, dtype=self.dtype)
+        self._sampler: Optional[tuple[Any, Any]] = None  # (plan, sampler): the video's windows come in order
         self.load_s = time.perf_counter() - started
 
     def ready(self) -> tuple[str, float]:
@@ -84,11 +85,26 @@ class ChunkWorker:
         faces, windows, mask, paste = (None if x is None else torch.from_numpy(np.array(x)) for x in inputs)
         faces = faces.to(self.device)  # on the device, as the runner aligns them (mask, windows: CPU)
         fetched = time.perf_counter()
+        sampler = self._sampler_for(plan, first_chunk)
+        self._sampler = None  # kept again only once the window is done (a failure leaves its state half-way)
         out = stages.generate_chunks(self.unet, self.vae, plan, faces, windows, mask, first_chunk=first_chunk,
                                      stop_chunk=stop_chunk, device=self.device, dtype=self.dtype, paste=paste,
-                                     vae_batch=vae_batch)
+                                     vae_batch=vae_batch, sampler=sampler)
+        self._sampler = (plan, sampler)
         result = to_wire(out)
         return WindowResult(result, time.perf_counter() - fetched, fetched - started, self.name)
+
+
+    def _sampler_for(self, plan: Any, first_chunk: int) -> Any:
+        """The sampler kept from this video's earlier windows when it has not passed ``first_chunk`` (it then only
+        skips the chunks other workers did), else a new one at that chunk."""
+        from ..pipeline import stages
+
+        start = first_chunk * plan.options.chunk_frames
+        kept = self._sampler
+        if kept is not None and kept[0] == plan and kept[1].frames_done <= start:
+            return kept[1]
+        return stages.new_sampler(self.unet, plan, device=self.device, dtype=self.dtype, start_frame=start)
 
 
 def _is_ref(x: Any) -> bool:

@@ -163,6 +163,16 @@ class LipsyncSampler:
         std = torch.exp(0.5 * logvar.to(self.device))
         return mean + std * self._randn(tuple(mean.shape), mean.dtype)
 
+    def skip_to(self, frame: int) -> None:
+        """Move on to ``frame`` (a chunk boundary, not before the frames done) as if the chunks in between had been
+        sampled: their draws are taken and discarded on the next ``sample``, so a sampler kept across ranges of one
+        video only fast-forwards over the gaps."""
+        if frame < self.frames_done or frame % self.options.chunk_frames:
+            raise ValueError(f"skip_to({frame}): not a chunk boundary at or after frame {self.frames_done}")
+        if self.options.posterior == "sample":
+            self._chunks_to_skip += (frame - self.frames_done) // self.options.chunk_frames
+        self.frames_done = frame
+
     def snapshot(self) -> tuple:
         """The random state and progress counters, for :meth:`restore` (retrying a window after running out of
         memory gives the result the first attempt would have given)."""

@@ -203,6 +203,7 @@ def generate_chunks(
     paste: Optional[torch.Tensor] = None,
     callback: Optional[ProgressCallback] = None,
     vae_batch: int = 16,
+    sampler: Optional[LipsyncSampler] = None,
 ) -> torch.Tensor:
     """Compute chunks ``[first_chunk, stop_chunk)`` of ``plan`` -> generated faces in [-1,1] of their frames.
 
@@ -215,13 +216,17 @@ def generate_chunks(
 
     Exact with one chunk per U-Net call (``options.batch_chunks == 1``, the default): chunks denoised together
     share a batch, whose float rounding differs from a chunk's own (measured on the CPU: up to 1e-4 in the faces).
-    The random draws are the same either way.
+    The random draws are the same either way. ``sampler``: one of this plan at or before the range's first frame,
+    moved on to it (a worker that keeps it across its ranges fast-forwards over the gaps only, not the whole video).
     """
     start, stop = plan.frames_of(first_chunk, stop_chunk)
     if faces.shape[0] != stop - start or (windows is not None and windows.shape[0] != stop - start):
         raise ValueError(f"chunks [{first_chunk}, {stop_chunk}) cover frames {start}..{stop - 1} ({stop - start}); "
                          f"got {faces.shape[0]} faces and {None if windows is None else windows.shape[0]} windows")
-    sampler = new_sampler(unet, plan, device=device, dtype=dtype, start_frame=start)
+    if sampler is None:
+        sampler = new_sampler(unet, plan, device=device, dtype=dtype, start_frame=start)
+    else:
+        sampler.skip_to(start)
     skip = None
     if paste is not None:
         test = skip_test(torch.as_tensor(paste, dtype=torch.bool).cpu())
