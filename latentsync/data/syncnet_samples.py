@@ -13,6 +13,7 @@ Clips are aligned face videos (upstream's preprocessed ``high_visual_quality`` m
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections import OrderedDict
@@ -25,6 +26,7 @@ from torch.utils.data import Dataset
 
 from ..metrics.syncnet_accuracy import mel_window, mel_window_length, prepare_frames, wav2lip_mel
 
+log = logging.getLogger("latentsync.train")
 MAX_DRAWS = 10_000  # draws per sample before giving up (upstream loops forever)
 
 
@@ -155,9 +157,14 @@ class SyncNetSamples(Dataset):
         return clip
 
     def size(self, index: int) -> tuple[int, int]:
-        """Frame count and mel rows of clip ``index`` (read on first use, remembered)."""
+        """Frame count and mel rows of clip ``index`` (read on first use, remembered); an unreadable clip counts
+        as empty, so draws skip it (upstream retries with another clip), with one warning."""
         if index not in self._sizes:
-            self.clip(index)
+            try:
+                self.clip(index)
+            except ValueError as exc:
+                log.warning("skipping a training clip: %s", exc)
+                self._sizes[index] = (0, 0)
         return self._sizes[index]
 
     def draw(self, index: int) -> Draw:

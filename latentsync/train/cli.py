@@ -34,14 +34,27 @@ def build_parser(prog: str = "latentsync train") -> argparse.ArgumentParser:
 def main(argv: Sequence[str], prog: str = "latentsync train") -> int:
     """Parse, check the config, train; exit codes as the rest of the command."""
     args = build_parser(prog).parse_args(list(argv))
-    from .syncnet_config import ConfigError, load_config
-
-    if not logging.getLogger().handlers and not log.handlers:
+    handler = None
+    if not logging.getLogger().handlers and not log.handlers:  # the command's own lines, removed again at the end
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+    level, propagate = log.level, log.propagate
+    log.setLevel(logging.INFO)
+    log.propagate = handler is None
+    try:
+        return _run(args)
+    finally:
+        log.setLevel(level)
+        log.propagate = propagate
+        if handler is not None:
+            log.removeHandler(handler)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Check the config, then train; errors become one line and an exit code."""
+    from .syncnet_config import ConfigError, load_config
+
     try:
         cfg = load_config(args.config)
         if args.log_every < 1:
@@ -56,5 +69,6 @@ def main(argv: Sequence[str], prog: str = "latentsync train") -> int:
     except (ConfigError, ValueError, FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_ERROR
-    log.info("done: step %d, checkpoint %s", result.global_step, result.last_checkpoint)
+    if result.is_main:
+        log.info("done: step %d, checkpoint %s", result.global_step, result.last_checkpoint)
     return EXIT_OK

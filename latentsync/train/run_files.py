@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import OrderedDict
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +90,8 @@ def resume_path(run_dir: str | os.PathLike, step: int) -> Path:
 
 def save_weights(run_dir: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], step: int, history: History) -> Path:
     """Upstream's checkpoint dict (CPU tensors) at ``checkpoint-<step>.pt``."""
-    data = {"state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "global_step": step}
+    weights = OrderedDict((k, v.detach().cpu()) for k, v in state_dict.items())  # as module.state_dict() gives it
+    data = {"state_dict": weights, "global_step": step}
     data.update({k: v for k, v in history.as_dict().items() if k != "val_accuracy_list"})
     return atomic_save(data, checkpoint_path(run_dir, step))
 

@@ -45,6 +45,7 @@ class TrainResult:
     global_step: int
     history: run_files.History
     last_checkpoint: Path | None
+    is_main: bool = True
 
 
 class RunBatches(Sampler[list[int]]):
@@ -59,6 +60,18 @@ class RunBatches(Sampler[list[int]]):
             base = (j * self.world + self.rank) * self.batch
             yield list(range(base, base + self.batch))
             j += 1
+
+
+def clip_list(data_dir: str, fileslist: str, which: str) -> list[str]:
+    """The clips of ``data.<which>_fileslist`` / ``data.<which>_data_dir``; unreadable or empty -> ConfigError."""
+    key = f"data.{which}_fileslist" if fileslist else f"data.{which}_data_dir"
+    try:
+        paths = list_clips(data_dir, fileslist)
+    except OSError as exc:
+        raise ConfigError(f"config key '{key}': cannot read {exc.filename}: {exc.strerror}.") from exc
+    if not paths:
+        raise ConfigError(f"config key '{key}' gives no clips; list mp4 files (one per line) or give a folder of them.")
+    return paths
 
 
 def _run_dir(cfg: SyncNetTrainConfig, out: str | os.PathLike | None, resume: bool, procs: procs_mod.Processes) -> Path:
@@ -111,7 +124,7 @@ def _warm_start(model: StableSyncNet, cfg: SyncNetTrainConfig) -> tuple[int, run
 def _loader(cfg: SyncNetTrainConfig, procs: procs_mod.Processes, first_micro: int,
             clip_loader: Callable[[str], Clip]) -> Iterator[dict[str, torch.Tensor]]:
     """The endless batch iterator of this rank from micro-step ``first_micro``."""
-    paths = list_clips(cfg.train_data_dir, cfg.train_fileslist)
+    paths = clip_list(cfg.train_data_dir, cfg.train_fileslist, "train")
     data = SyncNetSamples(paths, num_frames=cfg.num_frames, resolution=cfg.resolution, fps=cfg.video_fps,
                           seed=cfg.seed, cache_size=cfg.clip_cache, loader=clip_loader)
     sampler = RunBatches(first_micro, cfg.batch_size, procs.rank, procs.world_size)
@@ -122,7 +135,7 @@ def _validation_set(cfg: SyncNetTrainConfig, clip_loader: Callable[[str], Clip])
     """The fixed validation samples (``num_val_samples`` of the val clips), or None when there are none."""
     if cfg.num_val_samples == 0 or not (cfg.val_fileslist or cfg.val_data_dir):
         return None
-    paths = list_clips(cfg.val_data_dir, cfg.val_fileslist)
+    paths = clip_list(cfg.val_data_dir, cfg.val_fileslist, "val")
     return SyncNetSamples(paths, num_frames=cfg.num_frames, resolution=cfg.resolution, fps=cfg.video_fps,
                           seed=cfg.seed, stream="val", cache_size=cfg.clip_cache, loader=clip_loader,
                           length=cfg.num_val_samples)
@@ -211,7 +224,7 @@ def train_syncnet(cfg: SyncNetTrainConfig, out: str | os.PathLike | None = None,
 def _train(cfg: SyncNetTrainConfig, out: str | os.PathLike | None, resume: bool, procs: procs_mod.Processes,
            stop_after: int | None, log_every: int, clip_loader: Callable[[str], Clip]) -> TrainResult:
     """The run itself, inside a started process group."""
-    paths = list_clips(cfg.train_data_dir, cfg.train_fileslist) if clip_loader is load_clip else []
+    paths = clip_list(cfg.train_data_dir, cfg.train_fileslist, "train") if clip_loader is load_clip else []
     missing = clip_paths_exist(paths)
     if missing:
         raise ConfigError(f"{len(missing)} training clips are missing (e.g. {missing[0]}); fix data.train_fileslist.")
@@ -262,4 +275,4 @@ def _train(cfg: SyncNetTrainConfig, out: str | os.PathLike | None, resume: bool,
             log.info("step %d/%d: loss %.4f, grad norm %.3f", step, cfg.max_train_steps, step_loss, norm)
         if step % cfg.save_ckpt_steps == 0 or step == cfg.max_train_steps or step == stop_after:
             last = _save(run_dir, model, optimizer, precision, step, micro, history, procs)
-    return TrainResult(run_dir, step, history, last)
+    return TrainResult(run_dir, step, history, last, procs.is_main)

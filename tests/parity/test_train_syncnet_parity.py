@@ -156,3 +156,17 @@ def two_steps(fx: dict) -> None:
     for name, w in model.state_dict().items():
         ref = t[f"weights{gp['steps']}.{name}"]
         assert (w - ref).abs().max() <= check["weights_after"]["atol"], name
+
+
+def test_checkpoint_has_upstreams_layout(fx, tmp_path):
+    """run_files.save_weights writes upstream's checkpoint dict: the same keys and value types, the same weights."""
+    from latentsync.train import run_files
+
+    t, cfg = fx["t"], fx["cfg"]
+    model = StableSyncNet(cfg.model)
+    history = run_files.History([1, 2], [0.5, 0.25])
+    path = run_files.save_weights(tmp_path, model.state_dict(), 2, history)
+    ours = torch.load(path, weights_only=True)
+    assert {k: type(v).__name__ for k, v in ours.items()} == fx["manifest"]["results"]["checkpoint_keys"]
+    assert ours["state_dict"].keys() == {k[len("weights2."):] for k in t if k.startswith("weights2.")}
+    assert ours["train_step_list"] == [1, 2] and ours["global_step"] == 2

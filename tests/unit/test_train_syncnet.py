@@ -136,3 +136,6 @@ def test_bad_configs_and_folders_are_refused(clips, tmp_path, capsys):
     assert "resume" in capsys.readouterr().err
     assert cli_run(["train", "syncnet", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read the config" in capsys.readouterr().err
+    gone = config_file(tmp_path / "gone", clips, **{"data.train_fileslist": str(tmp_path / "nope.txt")})
+    assert cli_run(["train", "syncnet", "--config", str(gone), "--out", str(tmp_path / "r")]) == 2
+    assert "data.train_fileslist" in capsys.readouterr().err

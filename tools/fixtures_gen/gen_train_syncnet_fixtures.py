@@ -278,7 +278,7 @@ def run_upstream(upstream: str, workdir: str, clips: dict, init_path: str) -> di
         handle.write("".join(f"{name}\n" for name in clips))
     config = {
         "model": TINY_CONFIG,
-        "ckpt": {"resume_ckpt_path": init_path, "inference_ckpt_path": "", "save_ckpt_steps": 1},
+        "ckpt": {"resume_ckpt_path": os.path.relpath(init_path, workdir), "inference_ckpt_path": "", "save_ckpt_steps": 1},
         "data": {"train_output_dir": "out", "num_val_samples": 2, "batch_size": BATCH, "gradient_accumulation_steps": 1,
                  "num_workers": 0, "latent_space": False, "num_frames": 16, "resolution": RESOLUTION,
                  "train_fileslist": "files.txt", "train_data_dir": "", "val_fileslist": "files.txt", "val_data_dir": "",
@@ -381,6 +381,7 @@ def write_fixture(out: Path, clips: dict, rec: dict, init_digest: str) -> None:
                              "off without CUDA), decord readers serving these frames and samples",
         },
         "results": {"step_losses": [float(x) for x in rec["checkpoints"][STEPS]["train_loss_list"]],
+                    "checkpoint_keys": {k: type(v).__name__ for k, v in sorted(final.items())},
                     "grad_norms": rec["norms"], "global_step": int(final["global_step"])},
         "check": CHECK,
         "tolerances": {"observed": OBSERVED},
