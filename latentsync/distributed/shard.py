@@ -100,7 +100,8 @@ class ShardPool:
             path = os.pathsep.join(p for p in (_package_root(), os.environ.get("PYTHONPATH")) if p)
             ray.init(num_cpus=max(os.cpu_count() or 1, len(self.devices)),
                      num_gpus=torch.cuda.device_count() if cuda else 0, include_dashboard=False,
-                     logging_level=logging.WARNING, runtime_env={"env_vars": {"PYTHONPATH": path}})
+                     logging_level=logging.WARNING, log_to_driver=log.isEnabledFor(logging.INFO),
+                     runtime_env={"env_vars": {"PYTHONPATH": path}})
             self._env_before = {k: before.get(k) for k in os.environ if os.environ[k] != before.get(k)}
             self._env_before.update({k: v for k, v in before.items() if k not in os.environ})
         started = time.perf_counter()
@@ -172,7 +173,11 @@ class ShardPool:
         began = time.perf_counter()
         ray.wait([job.ref], fetch_local=False)
         waited = time.perf_counter()
-        out: WindowResult = ray.get(job.ref)
+        try:
+            out: WindowResult = ray.get(job.ref)
+        except ray.exceptions.RayError as exc:  # the worker died or raised (out of memory, ...): the run fails
+            raise RuntimeError(f"the {self.devices[job.worker]} worker failed on frames {job.start}-{job.stop - 1}: "
+                               f"{exc}") from None
         faces = torch.from_numpy(np.array(out.faces))
         s = self.stats
         s.wait_s += waited - began

@@ -85,6 +85,10 @@ def test_two_workers_equal_one_process(ray_cluster, models, loaded, clip, tmp_pa
         assert np.array_equal(sharded, single), "the sharded run's frames differ from the single-process run's"
         line = next(r.getMessage() for r in caplog.records if "sharded 5 window(s) over 2 worker(s)" in r.getMessage())
         assert "transfers" in line and "MiB" in line
+        # A worker that dies fails the run with a message naming it (the command line then exits 1).
+        ray.kill(pool.actors[1])
+        with pytest.raises(RuntimeError, match=r"the cpu:1 worker failed on frames"):
+            run_video(loaded, clip, tmp_path / "dead.mp4", pool)
     assert ray.is_initialized()  # a pool that did not start Ray leaves it up
     # Not vacuous: another seed gives other frames.
     _, other = written_frames(monkeypatch, lambda: run_video(loaded, clip, tmp_path / "seed.mp4", seed=12))
