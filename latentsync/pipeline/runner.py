@@ -424,18 +424,19 @@ def lipsync_file(
                              where=f"frames {a}-{b - 1} of {video_path}", before_retry=undo, on_shrink=notes.append)
 
     def start_sharded(a: int, b: int, source_frames: np.ndarray) -> tuple:
-        """Align a window here and hand its generation to a shard worker (returns at once)."""
-        frames, mats, faces = align_window(a, b, source_frames)
+        """Align a window here and hand its generation to a shard worker (returns at once); the frames wait on the
+        host (windows in flight would crowd the device)."""
+        _, mats, faces = align_window(a, b, source_frames)
         job = shards.submit(video_plan, a, b, faces, window_audio(a, b), mask, apply[a:b],
                             vae_batch=max(1, int(options.vae_batch)), dtype=dtype)
-        return a, b, frames, mats, job
+        return a, b, source_frames, mats, job
 
-    def finish_sharded(a: int, b: int, frames: torch.Tensor, mats: torch.Tensor, job) -> tuple:
+    def finish_sharded(a: int, b: int, source_frames: np.ndarray, mats: torch.Tensor, job) -> tuple:
         """Gather a window from its worker and composite it: (end frame, host frames, copy-done event)."""
         with stage("generate_wait"):
             generated = shards.result(job).to(device)
         report("sample", sampler.steps_total(b), steps_total)
-        return (b, *composite_window(a, b, frames, mats, generated))
+        return (b, *composite_window(a, b, torch.from_numpy(source_frames).to(device), mats, generated))
 
     def write(writer, host: torch.Tensor, done: Optional[torch.cuda.Event]) -> None:
         if done is not None:
