@@ -114,7 +114,7 @@ class ShardPool:
         self.names = [name for name, _ in ready]
         self.load_s = max(seconds for _, seconds in ready)  # the models load in parallel
         self.start_s = time.perf_counter() - started
-        self.outstanding = [0] * len(self.actors)
+        self._pending: dict[Any, int] = {}  # windows handed out and not yet done -> their worker
         self.stats = ShardStats()
         self.last_stats = ShardStats()
         self._mask: Optional[tuple[torch.Tensor, Any]] = None
@@ -161,10 +161,22 @@ class ShardPool:
                   to_wire(torch.as_tensor(paste, dtype=torch.bool))]
         self.stats.put_s += time.perf_counter() - began
         self.stats.bytes_in += faces_np.nbytes + (0 if windows_np is None else windows_np.nbytes)
-        worker = min(range(len(self.actors)), key=lambda i: (self.outstanding[i], i))
-        self.outstanding[worker] += 1
+        worker = self._least_busy()
         ref = self.actors[worker].generate.remote(plan, first, last, inputs, int(vae_batch))
+        self._pending[ref] = worker
         return ShardJob(ref, worker, start, stop)
+
+    def _least_busy(self) -> int:
+        """The worker with the fewest windows not yet done (windows of a failed video, never gathered, count only
+        until their worker finishes them)."""
+        import ray
+
+        if self._pending:
+            done, _ = ray.wait(list(self._pending), num_returns=len(self._pending), timeout=0, fetch_local=False)
+            for ref in done:
+                del self._pending[ref]
+        busy = Counter(self._pending.values())
+        return min(range(len(self.actors)), key=lambda i: (busy[i], i))
 
     def result(self, job: ShardJob) -> torch.Tensor:
         """The generated faces of ``job`` (CPU, [-1, 1]); waits for it."""
@@ -187,7 +199,6 @@ class ShardPool:
         s.bytes_out += out.faces.nbytes
         s.windows += 1
         s.per_worker[out.worker] += 1
-        self.outstanding[job.worker] -= 1
         return faces
 
     def take_stats(self) -> ShardStats:
