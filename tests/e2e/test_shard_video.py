@@ -124,6 +124,45 @@ def test_command_line_devices_equal_one_device(ray_cluster, models, clip, tmp_pa
     assert closed and not closed[0].actors  # the workers were stopped
 
 
+class InProcessPool:
+    """ShardPool's interface over ChunkWorkers in this process, taking turns (no Ray): the workers' own computation
+    checked quickly, with gaps between each worker's windows."""
+
+    depth = 2
+
+    def __init__(self, workers: list):
+        self.workers, self.turn = workers, 0
+
+    def submit(self, plan, start, stop, faces, windows, mask, paste, *, vae_batch, dtype):
+        from latentsync.distributed.shard_worker import to_wire
+
+        chunk = plan.options.chunk_frames
+        worker = self.workers[self.turn % len(self.workers)]
+        self.turn += 1
+        return worker.generate(plan, start // chunk, -(-stop // chunk),
+                               [to_wire(faces), to_wire(windows), to_wire(mask), to_wire(paste)], vae_batch)
+
+    def result(self, job) -> torch.Tensor:
+        return torch.from_numpy(job.faces)
+
+    def take_stats(self):
+        from latentsync.distributed.shard import ShardStats
+
+        return ShardStats()
+
+
+def test_chunks_per_call_equal_with_the_same_batch_chunks(models, loaded, clip, tmp_path, monkeypatch):
+    """--batch-chunks 2: a window is two chunks, each worker denoises them together as the single run does."""
+    from latentsync.distributed.shard_worker import ChunkWorker
+
+    files = {"unet": str(models["unet"]), "vae": str(models["vae"])}
+    pool = InProcessPool([ChunkWorker(files, version=None, device="cpu", dtype="fp32") for _ in range(2)])
+    _, single = written_frames(monkeypatch, lambda: run_video(loaded, clip, tmp_path / "one.mp4", batch_chunks=2))
+    _, sharded = written_frames(monkeypatch, lambda: run_video(loaded, clip, tmp_path / "two.mp4", pool,
+                                                               batch_chunks=2))
+    assert pool.turn == 3 and np.array_equal(sharded, single)  # windows of 8, 8 and 4 frames
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--devices", "cpu:0,cpu:0"], "cpu:0 listed more than once"),
     (["--devices", "cuda:0,cuda:0"], "cuda:0 listed more than once"),
