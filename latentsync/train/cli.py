@@ -15,13 +15,14 @@ from typing import Sequence
 from ..exit_codes import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
 log = logging.getLogger("latentsync.train")
-MODELS = ("syncnet",)
+MODELS = ("syncnet", "unet")
 
 
 def build_parser(prog: str = "latentsync train") -> argparse.ArgumentParser:
     """The ``train`` subcommand's options."""
     p = argparse.ArgumentParser(prog=prog, description="Train LatentSync's networks (upstream's yaml configs).")
-    p.add_argument("model", choices=MODELS, help="what to train: syncnet (StableSyncNet, configs/syncnet/*.yaml)")
+    p.add_argument("model", choices=MODELS, help="what to train: syncnet (StableSyncNet, configs/syncnet/*.yaml) or unet "
+                                                   "(configs/unet/stage1|stage2|stage2_efficient.yaml)")
     p.add_argument("--config", required=True, help="upstream-format yaml (e.g. configs/syncnet/syncnet_16_pixel_attn.yaml)")
     p.add_argument("--out", default=None, help="the run folder (default: data.train_output_dir/train-<date-time>); "
                                                "must be new or empty unless --resume")
@@ -53,6 +54,10 @@ def main(argv: Sequence[str], prog: str = "latentsync train") -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """Check the config, then train; errors become one line and an exit code."""
+    if args.model == "unet":
+        from .unet_cli import run_unet
+
+        return run_unet(args)
     from .syncnet_config import ConfigError, load_config
 
     try:

@@ -50,6 +50,7 @@ class LossNets:
     syncnet: nn.Module | None = None
     lpips: nn.Module | None = None
     trepa_features: Callable[[torch.Tensor], torch.Tensor] | None = None
+    syncnet_geometry: tuple[int, bool] | None = None  # SyncNet's data.resolution and lower_half
 
 
 @dataclass
@@ -66,6 +67,17 @@ class StepPrecision:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+
+@dataclass(frozen=True)
+class Draws:
+    """A step's random numbers given from outside (tests): posterior noise of gt / masked / ref, noise, timesteps."""
+
+    gt_eps: torch.Tensor
+    masked_eps: torch.Tensor
+    ref_eps: torch.Tensor
+    noise: torch.Tensor
+    timesteps: torch.Tensor
 
 
 @dataclass
@@ -89,10 +101,12 @@ def select_trainable(unet: nn.Module, use_motion_module: bool, trainable_modules
     return [n for n, p in unet.named_parameters() if p.requires_grad]
 
 
-def _posterior_sample(vae: nn.Module, pixels: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _posterior_sample(vae: nn.Module, pixels: torch.Tensor, dtype: torch.dtype, eps: torch.Tensor | None) -> torch.Tensor:
     """One draw from the VAE posterior of (N, 3, H, W) pixels (diffusers' ``latent_dist.sample()``)."""
     dist = vae.encode(pixels.to(dtype)).latent_dist
-    return dist.mean + dist.std * torch.randn(dist.mean.shape, device=dist.mean.device, dtype=dist.mean.dtype)
+    if eps is None:
+        eps = torch.randn(dist.mean.shape, device=dist.mean.device, dtype=dist.mean.dtype)
+    return dist.mean + dist.std * eps.to(dist.mean.device, dist.mean.dtype)
 
 
 def _video(x: torch.Tensor, frames: int) -> torch.Tensor:
@@ -106,22 +120,27 @@ def _frames(x: torch.Tensor) -> torch.Tensor:
 
 
 def compute_losses(unet: nn.Module, nets: LossNets, batch: Mapping[str, torch.Tensor], s: StepSettings,
-                   abar: torch.Tensor, precision: StepPrecision, record: dict[str, Any] | None = None) -> StepLosses:
-    """The step's forward: losses with graph. ``record``: filled with the draws and predictions when given."""
+                   abar: torch.Tensor, precision: StepPrecision, record: dict[str, Any] | None = None,
+                   draws: Draws | None = None) -> StepLosses:
+    """The step's forward: losses with graph. ``record``: filled with the draws and predictions when given;
+    ``draws``: use these random numbers instead of drawing from the global generator."""
     dev, f, fdt = precision.device, s.num_frames, precision.frozen_dtype
     gt = batch["gt_pixel_values"].to(dev).flatten(0, 1)
     masked = batch["masked_pixel_values"].to(dev).flatten(0, 1)
     masks = batch["masks"].to(dev, torch.float32).flatten(0, 1)
     ref = batch["ref_pixel_values"].to(dev).flatten(0, 1)
     with torch.no_grad():
-        gt_lat = _posterior_sample(nets.vae, gt, fdt)
-        masked_lat = _posterior_sample(nets.vae, masked, fdt)
-        ref_lat = _posterior_sample(nets.vae, ref, fdt)
+        gt_lat = _posterior_sample(nets.vae, gt, fdt, None if draws is None else draws.gt_eps)
+        masked_lat = _posterior_sample(nets.vae, masked, fdt, None if draws is None else draws.masked_eps)
+        ref_lat = _posterior_sample(nets.vae, ref, fdt, None if draws is None else draws.ref_eps)
     masks = F.interpolate(masks, size=s.resolution // 8)
     gt_lat, masked_lat, ref_lat = (_video(to_unet_latents(x), f) for x in (gt_lat, masked_lat, ref_lat))
     masks = _video(masks, f)
-    noise = training_noise(gt_lat, s.use_mixed_noise, s.mixed_noise_alpha)
-    timesteps = torch.randint(0, s.num_train_timesteps, (gt_lat.shape[0],), device=gt_lat.device).long()
+    if draws is None:
+        noise = training_noise(gt_lat, s.use_mixed_noise, s.mixed_noise_alpha)
+        timesteps = torch.randint(0, s.num_train_timesteps, (gt_lat.shape[0],), device=gt_lat.device).long()
+    else:
+        noise, timesteps = draws.noise.to(gt_lat.device, gt_lat.dtype), draws.timesteps.to(gt_lat.device)
     noisy = add_noise(gt_lat, noise, timesteps, abar)
     unet_input = torch.cat([noisy, masks.to(noisy.dtype), masked_lat, ref_lat], dim=1)
     audio = batch.get("audio_embeds")
