@@ -6,6 +6,7 @@ at resolution 32) and runs ``latentsync train syncnet`` on it through the librar
 train loss per 25 steps and the validation loss / accuracy.
 
     python tools/train_syncnet_tiny.py [--work /tmp/syncnet_tiny] [--steps 300] [--media ../shared/media]
+    python tools/train_syncnet_tiny.py --fixed-batch --steps 150     # one batch again and again: can it fit?
 """
 
 from __future__ import annotations
@@ -79,6 +80,30 @@ def make_clips(media: Path, folder: Path) -> tuple[list[Path], list[Path]]:
     return train, val
 
 
+def fixed_batch(cfg, steps: int) -> None:
+    """The training step on the run's first batch, ``steps`` times: the loss of a batch the model can fit."""
+    import torch
+
+    from latentsync.data.syncnet_samples import SyncNetSamples, list_clips
+    from latentsync.metrics.stable_syncnet import StableSyncNet
+    from latentsync.train.syncnet_step import Precision, backward, new_optimizer, update
+
+    data = SyncNetSamples(list_clips("", cfg.train_fileslist), num_frames=cfg.num_frames, resolution=cfg.resolution,
+                          fps=cfg.video_fps, seed=cfg.seed)
+    items = [data[k] for k in range(cfg.batch_size)]
+    batch = {key: torch.stack([it[key] for it in items]) for key in items[0]}
+    torch.manual_seed(cfg.seed)
+    model = StableSyncNet(cfg.model).train()
+    optimizer, precision = new_optimizer(model, cfg.lr), Precision(torch.device("cpu"))
+    labels = batch["y"].flatten().tolist()
+    print(f"one batch of {len(labels)} samples ({int(sum(labels))} in sync), {steps} steps, lr {cfg.lr}")
+    for step in range(1, steps + 1):
+        loss = backward(model, batch, lower_half=cfg.lower_half, accumulation=1, precision=precision)
+        update(model.parameters(), optimizer, cfg.max_grad_norm, precision)
+        if step == 1 or step % 10 == 0:
+            print(f"step {step:4d}  loss {float(loss):.4f}", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default="/tmp/syncnet_tiny")
@@ -86,6 +111,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--fixed-batch", action="store_true", help="train on one fixed batch (samples 0..batch-1)")
     args = p.parse_args()
     sys.path.insert(0, str(REPO))
     import yaml
@@ -111,6 +137,9 @@ def main() -> None:
     }
     cfg_path = work / "tiny.yaml"
     cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    if args.fixed_batch:
+        fixed_batch(load_config(cfg_path), args.steps)
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     run_dir = work / f"run-{time.strftime('%H%M%S')}"
     start = time.monotonic()

@@ -128,7 +128,10 @@ def _loader(cfg: SyncNetTrainConfig, procs: procs_mod.Processes, first_micro: in
     data = SyncNetSamples(paths, num_frames=cfg.num_frames, resolution=cfg.resolution, fps=cfg.video_fps,
                           seed=cfg.seed, cache_size=cfg.clip_cache, loader=clip_loader)
     sampler = RunBatches(first_micro, cfg.batch_size, procs.rank, procs.world_size)
-    return iter(DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers))
+    # Its own generator: creating the iterator draws a worker seed, which must not move the global RNG (dropout)
+    # differently in a resumed run than in an uninterrupted one. The samples do not depend on it.
+    own = torch.Generator().manual_seed(cfg.seed + procs.rank)
+    return iter(DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers, generator=own))
 
 
 def _validation_set(cfg: SyncNetTrainConfig, clip_loader: Callable[[str], Clip]) -> SyncNetSamples | None:
