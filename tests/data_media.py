@@ -58,3 +58,19 @@ def make_source(media: Path, src: Path, *, long_frames: int = 150, shot_frames: 
     files["broken"].write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
     (src / "notes.txt").write_text("not a video\n")
     return files
+
+
+def write_tiny_hyperiqa(models_root: Path, seed: int = 11) -> Path:
+    """HyperIQA's koniq_pretrained.pkl in the real format (a plain state dict) with the hashed random weights of
+    ``latentsync.metrics.tiny`` (gain 1: the recipe of tests/fixtures/hyper_iqa_upstream.json)."""
+    import torch
+
+    from latentsync.data.hyper_iqa import HyperNet
+    from latentsync.metrics.files import KONIQ_HYPERIQA
+    from latentsync.metrics.tiny import init_state
+
+    shapes = {k: tuple(v.shape) for k, v in HyperNet().state_dict().items()}
+    dest = Path(KONIQ_HYPERIQA.dest(str(models_root)))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(init_state(shapes, seed, gain=1.0), dest)
+    return dest

@@ -118,11 +118,13 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "latentsync data") ->
             return EXIT_USAGE
         root = str(args.models_dir or default_models_dir())
         try:
-            from ..metrics.files import SYNC_SCORE_FILES, find_or_fetch
+            from ..metrics.files import KONIQ_HYPERIQA, SYNC_SCORE_FILES, find_or_fetch
 
-            find_or_fetch(SYNC_SCORE_FILES, root, allow_download=not args.no_download)
+            needed = list(SYNC_SCORE_FILES) + ([] if args.no_quality else [KONIQ_HYPERIQA])
+            find_or_fetch(needed, root, allow_download=not args.no_download)
         except ModelFilesMissing as exc:
-            log.error("the SyncNet filter needs these files: %s", exc)
+            log.error("the SyncNet and image-quality filters need these files (or pass --no-quality to skip the "
+                      "quality filter): %s", exc)
             return EXIT_MODELS
         problem = detector_problem(args.detector, root)
         if problem:

@@ -13,17 +13,16 @@ from .records import StepRecord, dropped, kept
 STEP = "quality"
 
 
-def quality_filter(out: Path, rel: Path, scorer: Optional[Any], min_quality: float = 40.0,
-                   skipped_because: str = "") -> StepRecord:
-    """Score one synced segment; keep it in OUT/high_visual_quality/<rel> or drop it. Without a scorer the clip
-    is kept unscored and the record says why the filter did not run."""
+def quality_filter(out: Path, rel: Path, scorer: Optional[Any], min_quality: float = 40.0) -> StepRecord:
+    """Score one synced segment; keep it in OUT/high_visual_quality/<rel> or drop it. Without a scorer
+    (``--no-quality``) the clip is kept unscored and the record says so."""
     item = rel.as_posix()
     source = step_output(out, "sync", rel)
     outputs = [f"{FOLDERS[STEP]}/{output_name(rel).as_posix()}"]
     if scorer is None:
         copy_atomic(source, step_output(out, STEP, rel))
         record = kept(STEP, item, outputs=outputs, quality=None)
-        record.reason = f"quality filter skipped: {skipped_because}"
+        record.reason = "quality filter skipped (--no-quality)"
         return record
     score = float(scorer.score_file(source))
     if score < min_quality:

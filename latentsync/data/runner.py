@@ -11,10 +11,10 @@ import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from . import faces, manifest, quality, readable, resample, segments, shots, sync
-from .files import RECORDS, find_videos, output_name, record_path, write_json
+from .files import RECORDS, find_videos, output_name
 from .options import PrepareOptions
 from .records import SetupError, StepRecord, dropped, run_step
 
@@ -31,7 +31,6 @@ class Worker:
     _detector: Any = None
     _sync: Any = None
     _quality: Any = None
-    _quality_problem: Optional[str] = None
 
     def detector(self) -> Any:
         """The face detector (built once)."""
@@ -56,15 +55,18 @@ class Worker:
                 raise SetupError(f"the SyncNet models cannot be loaded from {self.models_root}: {exc}") from exc
         return self._sync
 
-    def quality_scorer(self) -> tuple[Any, str]:
-        """(HyperIQA scorer or None, why not)."""
+    def quality_scorer(self) -> Any:
+        """HyperIQA (loaded once), or None with ``--no-quality``."""
         if not self.options.quality:
-            return None, "turned off (--no-quality)"
-        if self._quality is None and self._quality_problem is None:
+            return None
+        if self._quality is None:
             from .hyper_iqa import load_scorer
 
-            self._quality, self._quality_problem = load_scorer(self.models_root, self.device)
-        return self._quality, self._quality_problem or ""
+            try:
+                self._quality = load_scorer(self.models_root, self.device)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise SetupError(f"the HyperIQA model cannot be loaded: {exc}") from exc
+        return self._quality
 
 
 @dataclass
@@ -107,8 +109,7 @@ def process_input(src: Path, out: Path, rel: Path, worker: Worker) -> InputResul
             continue
 
         def score_quality() -> StepRecord:
-            scorer, why = worker.quality_scorer()
-            return quality.quality_filter(out, seg, scorer, opts.min_quality, why)
+            return quality.quality_filter(out, seg, worker.quality_scorer(), opts.min_quality)
 
         step(quality.STEP, seg, score_quality, srecs)
     return result

@@ -19,6 +19,11 @@ S3FD_FACE = ModelFile("s3fd-face", "ByteDance/LatentSync-1.5", "auxiliary/sfd_fa
                       note="S3FD face detector for the sync score", approx_bytes=90_000_000)
 STABLE_SYNCNET = ModelFile("stable-syncnet", "ByteDance/LatentSync-1.6", "stable_syncnet.pt", AUXILIARY,
                            note="StableSyncNet (LatentSync's SyncNet, SyncNet accuracy in latentsync eval)", approx_bytes=1_600_000_000)
+# HyperIQA (KonIQ-10k): the image-quality filter of `latentsync data prepare` (upstream fetches it with the same
+# check_model_and_download default repository); a plain state dict, read with weights_only.
+KONIQ_HYPERIQA = ModelFile("hyperiqa-koniq", "ByteDance/LatentSync-1.5", "auxiliary/koniq_pretrained.pkl", AUXILIARY,
+                           note="HyperIQA on KonIQ-10k (image quality, latentsync data prepare)",
+                           approx_bytes=110_000_000)
 
 SYNC_SCORE_FILES = (SYNCNET_V2, S3FD_FACE)
 ALL_FILES = (SYNCNET_V2, S3FD_FACE, STABLE_SYNCNET)
