@@ -117,3 +117,41 @@ def test_trepa_without_videomae_is_refused(tmp_path):
     raw = helpers.raw_config("stage2", trepa_loss_weight=10.0)
     with pytest.raises(ConfigError, match="trepa_loss_weight"):
         train_unet(parse_config(raw), tmp_path / "run", device="cpu")
+
+
+def test_cli_trains_from_files_and_the_node_loader_reads_the_checkpoint(tmp_path):
+    """``latentsync train unet --config`` on real files (H.264 + AAC face clips, a tiny whisper, diffusers VAE
+    folder, StableSyncNet yaml + checkpoint): 2 stage2 steps; the checkpoint loads as Load LatentSync Model loads
+    it (``unet_spec`` + strict ``load_unet``) and in upstream's layout (``{"global_step", "state_dict"}``)."""
+    import numpy as np
+    import yaml
+
+    import train_syncnet_media as media
+    from latentsync.metrics import tiny
+    from latentsync.models.unet import load_unet
+    from latentsync.pipeline.loading import unet_spec
+    from latentsync.tiny_models import write_vae_folder, write_whisper
+    from latentsync.train.cli import main as train_main
+
+    clips = []
+    for i, (frames, wav) in enumerate(media.fixture_clips()[:2]):
+        big = torch.nn.functional.interpolate(torch.from_numpy(frames).permute(0, 3, 1, 2).float(), size=helpers.RES,
+                                              mode="bilinear").round().clamp(0, 255).to(torch.uint8)
+        clips.append(media.write_clip(tmp_path / f"clip{i}.mp4", big.permute(0, 2, 3, 1).numpy(), np.asarray(wav)))
+    sync_ckpt = tiny.write_stable_syncnet(tmp_path / "syncnet.pt", helpers.SYNCNET, helpers.SEED)
+    sync_yaml = tmp_path / "syncnet.yaml"
+    sync_yaml.write_text(yaml.safe_dump({"model": helpers.SYNCNET, "ckpt": {"inference_ckpt_path": str(sync_ckpt)},
+                                         "data": {"resolution": 32, "lower_half": True, "num_frames": helpers.FRAMES}}))
+    raw = helpers.raw_config("stage2", max_train_steps=2, enable_gradient_checkpointing=False)
+    raw["data"].update(train_data_dir=str(tmp_path), syncnet_config_path=str(sync_yaml))
+    raw["paths"] = {"vae": str(write_vae_folder(tmp_path / "models")),
+                    "whisper": str(write_whisper(tmp_path / "models", helpers.DIM))}
+    config = helpers.write_config(tmp_path / "stage2_tiny.yaml", raw)
+    assert train_main(["unet", "--config", str(config), "--out", str(tmp_path / "run"), "--device", "cpu"]) == 0
+    ckpt = run_files.checkpoint_path(tmp_path / "run", 2)
+    data = torch.load(ckpt, weights_only=True)
+    assert data["global_step"] == 2 and set(data) >= {"global_step", "state_dict"}
+    spec = unet_spec(str(ckpt))
+    loaded = load_unet(str(ckpt), spec.config, dtype=torch.float32)
+    assert all(torch.equal(v, data["state_dict"][k]) for k, v in loaded.state_dict().items())
+    assert train_main(["unet", "--config", str(config), "--out", str(tmp_path / "run"), "--device", "cpu"]) == 2
