@@ -5,8 +5,8 @@ Each case builds the stage's U-Net (upstream's trainable set), the frozen VAE (s
 ``latentsync.train.unet_step`` on a random batch (after one warm-up step) and reports the median step time and the
 peak CUDA memory allocated / reserved. TREPA (VideoMAE-v2 ViT-g) is not included: the trainer does not load it yet.
 
-Presets: ``upstream`` = fp16 autocast + grad scaler, frozen nets fp16, block checkpointing, AdamW (upstream's
-stage2 settings); ``no_ckpt`` = the same without checkpointing; ``bf16`` = bf16 autocast, frozen bf16, checkpointing;
+Presets: ``upstream`` = fp16 autocast + grad scaler, frozen nets fp16, U-Net block and VAE decoder checkpointing, AdamW
+(upstream's stage2 settings); ``no_ckpt`` = the same without any checkpointing; ``bf16`` = bf16 autocast, frozen bf16, checkpointing;
 ``lean`` = ``upstream`` with fused AdamW (8-bit AdamW when bitsandbytes is installed).
 
 GPU (repository root):  python bench/train_unet_memory.py --json $OUT/train_unet_memory.json
@@ -79,6 +79,8 @@ def build(stage: str, preset: dict, tiny: bool, device: torch.device):
     vae = AutoencoderKL(down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
                         latent_channels=4, norm_num_groups=32, **vae_kwargs).to(device, frozen)
     vae.requires_grad_(False)
+    if preset["ckpt"] and spec["pixel"]:
+        vae.enable_gradient_checkpointing()  # upstream does this whenever pixel losses are on
     sync_cfg = copy.deepcopy(TINY_SYNCNET if tiny else CONFIGS[RELEASED])
     sync_cfg.pop("data", None)
     syncnet = StableSyncNet(sync_cfg).to(device, frozen)

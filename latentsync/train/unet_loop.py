@@ -232,6 +232,8 @@ def _real_nets(cfg: UNetTrainConfig, device: torch.device, dtype: torch.dtype) -
 
     vae = load_diffusers_vae(need("vae"), device=device, dtype=dtype).vae
     vae.requires_grad_(False)
+    if cfg.run["pixel_space_supervise"]:  # upstream: the decoder's activations are recomputed in the backward pass
+        vae.enable_gradient_checkpointing()
     nets = LossNets(vae)
     r = cfg.run
     if r["use_syncnet"]:
