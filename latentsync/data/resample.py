@@ -1,6 +1,7 @@
 """Step 2, 25 fps and 16 kHz (upstream's ``resample_fps_hz.py``): a 25 fps video keeps its video stream (``-c:v
-copy``) and gets its audio resampled to 16 kHz; any other rate is re-encoded at 25 fps (``-r 25``: each output
-frame shows the source frame nearest its time, frames are repeated or dropped), audio likewise 16 kHz."""
+copy``) and gets its audio resampled to 16 kHz; any other rate is re-encoded at 25 fps (``-r 25``: frames are
+repeated or dropped by the rule of :func:`..metrics.score.frames_at_25fps`, here on the frames' real timestamps),
+audio likewise 16 kHz."""
 
 from __future__ import annotations
 
@@ -19,28 +20,23 @@ STEP = "resample"
 
 def frames_at_fps(frames: Iterator[tuple[np.ndarray, np.ndarray]], source_fps: Fraction,
                   fps: int = FPS) -> Iterator[np.ndarray]:
-    """Re-time decoded batches (frames, pts seconds) to ``fps``: output frame k shows the source frame whose time
-    is nearest ``k / fps`` (ties: the earlier); the output lasts as long as the source (last frame + its duration)."""
+    """Re-time decoded batches (frames, pts seconds) to ``fps`` by ffmpeg's ``-r`` rule, the one of
+    :func:`..metrics.score.frames_at_25fps`: each frame lands on the tick nearest its time (halves up), a tick shows
+    the latest frame landed on or before it, and the output lasts as long as the source (last frame + 1/fps)."""
     k = 0
-    first = prev = prev_t = None
+    first = prev = last_t = None
     for batch, stamps in frames:
         for frame, t in zip(batch, stamps):
-            t = float(t)
+            t = Fraction(float(t)).limit_denominator(1_000_000)
             first = t if first is None else first
-            t -= first
-            if prev is not None:
-                boundary = (prev_t + t) / 2
-                out = []
-                while k / fps <= boundary:
-                    out.append(prev)
-                    k += 1
-                if out:
-                    yield np.stack(out)
-            prev, prev_t = frame.copy(), t
+            landing = int((t - first) * fps + Fraction(1, 2))  # floor: times are >= 0
+            if prev is not None and k < landing:
+                yield np.repeat(prev[None], landing - k, axis=0)
+                k = landing
+            prev, last_t = frame.copy(), t - first
     if prev is None:
         return
-    end = prev_t + 1 / float(source_fps)
-    total = max(int(round(end * fps)), 1)
+    total = max(1, int((last_t + 1 / Fraction(source_fps)) * fps + Fraction(1, 2)))
     if total > k:
         yield np.repeat(prev[None], total - k, axis=0)
 

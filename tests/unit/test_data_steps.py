@@ -14,6 +14,7 @@ import pytest
 from latentsync.data.resample import frames_at_fps
 from latentsync.data.segments import plan_segments, segment_name
 from latentsync.data.shots import adaptive_cuts, scene_list
+from latentsync.metrics.score import frames_at_25fps
 
 FIXTURE = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "scenedetect_adaptive.json").read_text())
 
@@ -48,12 +49,18 @@ def _shown(stamps: np.ndarray, fps: Fraction) -> list[int]:
     return [int(f[0, 0, 0]) for chunk in frames_at_fps(_batches(stamps), fps) for f in chunk]
 
 
-def test_25_fps_retiming_nearest_frame():
-    thirty = _shown(np.arange(60) / 30, Fraction(30))  # 2 s at 30 fps -> 50 frames, every 6th source frame dropped
-    assert len(thirty) == 50 and thirty[:7] == [0, 1, 2, 4, 5, 6, 7] and thirty[-1] == 59
-    twenty = _shown(np.arange(40) / 20, Fraction(20))  # 2 s at 20 fps -> 50 frames, every 4th repeated
-    assert len(twenty) == 50 and twenty[:6] == [0, 1, 2, 2, 3, 4]
-    assert _shown(np.arange(25) / 25 + 3.0, Fraction(25)) == list(range(25))  # a start offset is ignored
+@pytest.mark.parametrize("fps", [Fraction(30), Fraction(24), Fraction(30000, 1001), Fraction(50), Fraction(15),
+                                 Fraction(60), Fraction(25)])
+def test_25_fps_retiming_is_the_scorers_ffmpeg_rule(fps):
+    """On real-looking timestamps (float seconds) the frames shown are those of ``frames_at_25fps`` (ffmpeg -r 25)."""
+    count = 97
+    stamps = np.array([float(i / fps) for i in range(count)]) + 3.0  # a start offset is ignored
+    assert _shown(stamps, fps) == frames_at_25fps(count, fps).tolist()
+
+
+def test_25_fps_retiming_of_variable_frame_rate():
+    stamps = np.array([0.0, 0.04, 0.12, 0.125, 0.2, 0.4])  # a gap, a burst, a long last frame
+    assert _shown(stamps, Fraction(25)) == [0, 1, 1, 3, 3, 4, 4, 4, 4, 4, 5]
 
 
 def test_segment_plan_and_names():
