@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..exit_codes import EXIT_INPUT, EXIT_MODELS, EXIT_OK, EXIT_USAGE
+from .files import FOLDERS, MANIFEST, RECORDS
 from .options import PrepareOptions
 
 log = logging.getLogger("latentsync")
@@ -68,8 +69,10 @@ def check(args: argparse.Namespace) -> Optional[str]:
     if out.exists() and not out.is_dir():
         return f"OUT {out} is a file; give a folder (it is created when missing)"
     s, o = src.resolve(), out.resolve()
-    if o == s or s in o.parents or o in s.parents:
-        return f"OUT {out} and SRC {src} overlap; SRC is only read, give an output folder outside it"
+    if o == s or s in o.parents:
+        return f"OUT {out} is inside SRC {src}; SRC is only read (and searched), give an output folder outside it"
+    if o in s.parents and s.relative_to(o).parts[0] in (*FOLDERS.values(), RECORDS, MANIFEST):
+        return f"SRC {src} is one of the output folders of OUT {out}; move the raw videos elsewhere"
     for name, value, low in (("--workers", args.workers, 1), ("--resolution", args.resolution, 64),
                              ("--segment-seconds", args.segment_seconds, 0.2), ("--min-track", args.min_track, 5),
                              ("--max-offset", args.max_offset, 0)):

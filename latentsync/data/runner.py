@@ -226,15 +226,15 @@ def _results(src: Path, out: Path, todo: list[Path], options: PrepareOptions, wo
     queue = ctx.Queue()
     for d in devices:
         queue.put(d)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(options, models_root, queue, cpus // workers)) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(options, models_root, queue, cpus // workers))
+    try:
         pending: set[Future] = {pool.submit(_run_in_worker, str(src), str(out), rel.as_posix()) for rel in todo}
-        try:
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    yield future.result()
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield future.result()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # a setup error or Ctrl-C: queued inputs are not started
+        raise
+    pool.shutdown(wait=True)

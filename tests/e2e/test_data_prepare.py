@@ -239,6 +239,6 @@ def test_bad_arguments_name_the_input_and_the_fix(prepared, tmp_path):
     assert missing.code == EXIT_USAGE and "does not exist" in missing.stderr and "nope" in missing.stderr
     inside = run_cli(["data", "prepare", str(src), str(src / "out"), "--models-dir", str(models), "--no-download"],
                      root)
-    assert inside.code == EXIT_USAGE and "overlap" in inside.stderr
+    assert inside.code == EXIT_USAGE and "inside SRC" in inside.stderr
     workers = run_cli(["data", "prepare", str(src), str(tmp_path / "o"), "--workers", "0"], root)
     assert workers.code == EXIT_USAGE and "--workers 0" in workers.stderr

@@ -67,3 +67,22 @@ def test_segment_plan_and_names():
     plan = plan_segments([(0, 249), (249, 300)], 125)
     assert plan == [(1, 0, 0, 125), (1, 1, 125, 249), (2, 0, 249, 300)]
     assert segment_name(Path("a/b.mov"), 2, 0) == Path("a/b_shot_002_000.mp4")
+
+
+def test_cli_checks_paths(tmp_path):
+    """OUT inside SRC is refused (SRC is searched), SRC inside OUT is fine unless it is an output folder."""
+    from latentsync.data.cli import check, parser
+
+    raw = tmp_path / "data" / "raw"
+    raw.mkdir(parents=True)
+
+    def problem(src: Path, out: Path, *extra: str):
+        return check(parser().parse_args(["prepare", str(src), str(out), *extra]))
+
+    assert problem(raw, tmp_path / "data") is None  # upstream's layout: outputs beside the raw folder
+    assert "inside SRC" in problem(raw, raw / "out")
+    (tmp_path / "data" / "segmented").mkdir()
+    assert "output folders" in problem(tmp_path / "data" / "segmented", tmp_path / "data")
+    assert "does not exist" in problem(tmp_path / "nope", tmp_path / "o")
+    assert "--workers 0" in problem(raw, tmp_path / "o", "--workers", "0")
+    assert "finite" in problem(raw, tmp_path / "o", "--min-sync", "nan")
