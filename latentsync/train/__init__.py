@@ -2,6 +2,8 @@
 
 StableSyncNet training (``latentsync train syncnet``, docs/training.md): ``syncnet_config`` reads upstream's yaml,
 ``syncnet_step`` / ``sync_loss`` compute one step, ``syncnet_loop`` runs it on DDP (torchrun, gloo or NCCL),
-``run_files`` writes upstream-format checkpoints and resume files, ``cli`` is the command. The U-Net fine-tuning
-loop (upstream's stage-2 losses, TREPA) goes here too, with its batches in ``latentsync.data``.
+``run_files`` writes upstream-format checkpoints and resume files, ``cli`` is the command. U-Net training
+(``latentsync train unet``, stage1 / stage2 / stage2_efficient) goes here too: ``unet_config``, ``unet_step`` /
+``unet_losses`` / ``lpips_loss``, ``unet_memory``, ``unet_loop``, ``unet_cli``; its batches in
+``latentsync.data.unet_samples``.
 """

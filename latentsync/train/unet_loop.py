@@ -254,7 +254,7 @@ def _real_data(cfg: UNetTrainConfig, procs: procs_mod.Processes) -> Dataset:
     """Upstream's samples from the config's clips, with whisper windows from paths.whisper."""
     from ..data.syncnet_samples import list_clips
     from ..face.mask import fixed_mask, load_mask_image
-    from .unet_data import UNetSamples, whisper_clip_loader
+    from ..data.unet_samples import UNetSamples, whisper_clip_loader
 
     paths = list_clips(cfg.train_data_dir, cfg.train_fileslist)
     mask = load_mask_image(cfg.mask_image_path, cfg.resolution) if cfg.mask_image_path and os.path.isfile(

@@ -13,7 +13,7 @@ from latentsync.metrics import tiny
 from latentsync.metrics.stable_syncnet import StableSyncNet
 from latentsync.tiny_models import tiny_unet_config
 from latentsync.train import unet_fixture_nets as nets
-from latentsync.train.unet_data import UNetClip, UNetSamples
+from latentsync.data.unet_samples import UNetClip, UNetSamples
 from latentsync.train.unet_step import LossNets
 
 FRAMES, RES, DIM, SEED = 4, 64, 32, 11
