@@ -161,6 +161,14 @@ def main() -> None:
     p.add_argument("--json", default=None, help="write the rows here")
     args = p.parse_args()
     device = torch.device(args.device)
+    if device.type == "cpu":  # the test venvs' CUDA torchvision on a CPU torch (tests/cpu_torchvision.py)
+        sys.path.insert(0, str(REPO / "tests"))
+        try:
+            from cpu_torchvision import stub_registrations_if_needed
+
+            stub_registrations_if_needed()
+        except ImportError:
+            pass
     rows = []
     for stage in args.stages:
         for preset in args.presets:
