@@ -87,14 +87,15 @@ def test_stopped_and_resumed_run_equals_uninterrupted(tmp_path):
 
 
 def test_tiny_stage1_lowers_its_loss(tmp_path):
-    """100 steps of the tiny stage1 config (all parameters, latent MSE, lr 1e-3): the last 25 losses average below
-    0.6 x the first 25 (measured: 0.93 -> 0.29)."""
-    raw = helpers.raw_config("stage1", max_train_steps=100, enable_gradient_checkpointing=False)
+    """80 steps of the tiny stage1 config (all parameters, latent MSE, lr 1e-3): the last 20 losses average below
+    0.6 x the first 20."""
+    raw = helpers.raw_config("stage1", max_train_steps=80, enable_gradient_checkpointing=False)
     raw["data"]["batch_size"] = 1
     raw["optimizer"]["lr"] = 1e-3
-    raw["ckpt"]["save_ckpt_steps"] = 100
+    raw["ckpt"]["save_ckpt_steps"] = 80
     losses = run(raw, tmp_path / "run").history.train_loss_list
-    first, last = sum(losses[:25]) / 25, sum(losses[-25:]) / 25
+    first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
+    print(f"first 20: {first:.4f}, last 20: {last:.4f}")
     assert last < 0.6 * first, (first, last)
 
 
