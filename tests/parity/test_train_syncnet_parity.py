@@ -71,6 +71,18 @@ class RecordingRandom(random.Random):
         return value
 
 
+def test_many_draws_equal_upstream(fx):
+    """Hundreds more draws (upstream's dataset seeded afresh): the same calls, retries included (short clip,
+    audio ending before the window, wrong start equal to the start)."""
+    t, cfg, extra = fx["t"], fx["cfg"], fx["manifest"]["generation_params"]["extra_draws"]
+    data = clips(t)
+    rng = RecordingRandom(extra["seed"])
+    rng.calls = []
+    for _ in range(extra["count"]):
+        draw(rng, len(data), lambda i: (data[i].frames.shape[0], data[i].mel.shape[1]), cfg.num_frames, cfg.video_fps)
+    assert rng.calls == [tuple(c) for c in t[extra["calls"]].tolist()]
+
+
 def upstream_batch(t: dict, step: int, batch: int) -> dict:
     """Upstream's collated batch of ``step`` (1-based) from its recorded samples."""
     ks = range((step - 1) * batch, step * batch)

@@ -50,6 +50,7 @@ TINY_CONFIG = {
 DEMO1_FACE, DEMO2_FACE = (480, 352, 448), (160, 292, 520)
 CLIPS = [("demo1", DEMO1_FACE, 0, 40, 40), ("demo2", DEMO2_FACE, 0, 36, 34), ("demo1", DEMO1_FACE, 100, 20, 20)]
 STEPS, BATCH = 2, 2
+EXTRA_SEED, EXTRA_DRAWS = 7, 300
 CHECK = {
     "_about": "bounds for a float32 CPU re-implementation, read by tests/parity/test_train_syncnet_parity.py",
     "draws": "exact", "frames_uint8": {"max_abs_diff": 0}, "mel": {"atol": 1e-9}, "y": "exact",
@@ -295,6 +296,16 @@ def run_upstream(upstream: str, workdir: str, clips: dict, init_path: str) -> di
         torch.nn.utils.clip_grad_norm_ = real_clip
         if dist.is_initialized():
             dist.destroy_process_group()
+    # More draws of upstream's dataset on its own (seeded afresh), for the rarer paths: a redraw when the wrong
+    # start equals the start, and when clip 1's audio ends before the window.
+    dataset = data_mod.SyncNetDataset("", "files.txt", cfg)
+    kept = len(rec["samples"])
+    random.seed(EXTRA_SEED)
+    first = len(rec["calls"])
+    for _ in range(EXTRA_DRAWS):
+        dataset[0]
+    rec["extra_calls"] = rec["calls"][first:]
+    del rec["calls"][first:], rec["samples"][kept:]
     run_dir = next(Path("out").iterdir())
     rec["checkpoints"] = {int(p.stem.split("-")[1]): torch.load(p, weights_only=True)
                           for p in (run_dir / "checkpoints").glob("checkpoint-*.pt")}
@@ -342,6 +353,10 @@ def write_fixture(out: Path, clips: dict, rec: dict, init_digest: str) -> None:
         t[f"clip{i}.frames"] = torch.from_numpy(video)
         t[f"clip{i}.wav_int16"] = torch.from_numpy(wav.astype(np.int16))
     t["draw_calls"] = torch.tensor(rec["calls"], dtype=torch.int64)  # (kind 0 randint / 1 choice, a, b, value)
+    t["extra_draw_calls"] = torch.tensor(rec["extra_calls"], dtype=torch.int64)
+    extra = rec["extra_calls"]
+    equal_starts = sum(1 for a, b in zip(extra, extra[1:]) if a[0] == b[0] == 0 and a[2] == b[2] > 2 and a[3] == b[3])
+    assert equal_starts > 0, "no wrong start equal to the start among the extra draws; raise EXTRA_DRAWS"
     for k, s in enumerate(rec["samples"]):
         u8 = torch.round(s["frames"] * 127.5 + 127.5)
         assert torch.equal((u8 / 255.0 - 0.5) / 0.5, s["frames"]), "frames are not uint8 levels"
@@ -377,6 +392,8 @@ def write_fixture(out: Path, clips: dict, rec: dict, init_digest: str) -> None:
                        f"{SOURCE_SIZE}px; {v}_audio.wav samples of {a} frames", "frames": c, "audio_frames": a}
                       for n, (v, b, f, c, a) in zip(clips, CLIPS)],
             "run_seed": RUN_SEED, "steps": STEPS, "batch_size": BATCH, "world_size": 1,
+            "extra_draws": {"seed": EXTRA_SEED, "count": EXTRA_DRAWS, "calls": "extra_draw_calls",
+                            "what": "upstream's __getitem__ called on its own after random.seed(seed)"},
             "cpu_stand_ins": "one-process gloo group, CPU device, float16 casts as float32 (autocast and GradScaler "
                              "off without CUDA), decord readers serving these frames and samples",
         },
