@@ -2,8 +2,8 @@
 
 Cuts each demo video into 5 s face clips (a fixed face box, resized to 64 px, H.264 + AAC with the demo's wav),
 keeps the last clip of each video for validation, writes an upstream-format yaml (the parity fixture's tiny towers
-at resolution 32) and runs ``latentsync train syncnet`` on it through the library on the CPU. Prints the mean
-train loss per 25 steps and the validation loss / accuracy.
+at resolution 32, or 64 with one more downsampling) and runs ``latentsync train syncnet`` on it through the
+library on the CPU. Prints the mean train loss per 25 steps and the validation loss / accuracy.
 
     python tools/train_syncnet_tiny.py [--work /tmp/syncnet_tiny] [--steps 300] [--media ../shared/media]
     python tools/train_syncnet_tiny.py --fixed-batch --steps 150     # one batch again and again: can it fit?
@@ -112,6 +112,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--fixed-batch", action="store_true", help="train on one fixed batch (samples 0..batch-1)")
+    p.add_argument("--resolution", type=int, default=32, choices=(32, 64), help="face size the model sees")
     args = p.parse_args()
     sys.path.insert(0, str(REPO))
     import yaml
@@ -124,12 +125,14 @@ def main() -> None:
     (work / "train.txt").write_text("".join(f"{c}\n" for c in train))
     (work / "val.txt").write_text("".join(f"{c}\n" for c in val))
     model = json.loads((REPO / "tests" / "fixtures" / "train_syncnet" / "config.json").read_text())["model"]
+    if args.resolution == 64:  # lower half 32 x 64 -> 2 x 2, as the audio tower
+        model["visual_encoder"]["downsample_factors"] = [[2, 4], [4, 4], [2, 2]]
     config = {
         "model": model,
         "ckpt": {"resume_ckpt_path": "", "inference_ckpt_path": "", "save_ckpt_steps": 100},
         "data": {"train_output_dir": str(work), "num_val_samples": 64, "batch_size": args.batch,
                  "gradient_accumulation_steps": 1, "num_workers": 0, "latent_space": False, "num_frames": 16,
-                 "resolution": 32, "train_fileslist": str(work / "train.txt"), "train_data_dir": "",
+                 "resolution": args.resolution, "train_fileslist": str(work / "train.txt"), "train_data_dir": "",
                  "val_fileslist": str(work / "val.txt"), "val_data_dir": "", "audio_mel_cache_dir": "",
                  "lower_half": True, "audio_sample_rate": 16000, "video_fps": 25},
         "optimizer": {"lr": args.lr, "max_grad_norm": 1.0},
