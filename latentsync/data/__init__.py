@@ -7,7 +7,7 @@ pipeline's own detectors and warp), :mod:`.sync` (SyncNet filter and offset fix)
 filter). :mod:`.runner` runs them resumably in worker processes (:mod:`.records`: one record per step and item;
 :mod:`.files`: layout and atomic writes) and writes the manifest (:mod:`.manifest`); :mod:`.cli` is the command.
 
-Also here, later: datasets of aligned face clips with their audio (upstream's ``latentsync/data``: filelists,
+What else goes here: datasets of aligned face clips with their audio (upstream's ``latentsync/data``: filelists,
 per-clip whisper features cached to disk, the 16-frame windows and their masks) and samplers that yield
 ``(faces, audio windows, reference)`` batches. Nothing here is imported by inference.
 """
