@@ -3,7 +3,8 @@
 Each case builds the stage's U-Net (upstream's trainable set), the frozen VAE (sd-vae-ft-mse layout), StableSyncNet
 (syncnet_16_pixel_attn) and LPIPS-VGG with random weights, then runs ``--steps`` training steps of
 ``latentsync.train.unet_step`` on a random batch (after one warm-up step) and reports the median step time and the
-peak CUDA memory allocated / reserved. TREPA (VideoMAE-v2 ViT-g) is not included: the trainer does not load it yet.
+peak CUDA memory allocated / reserved. stage2 includes TREPA with a random VideoMAE-v2 ViT-g (upstream: float16,
+block checkpointing).
 
 Presets: ``upstream`` = fp16 autocast + grad scaler, frozen nets fp16, U-Net block and VAE decoder checkpointing, AdamW
 (upstream's stage2 settings); ``no_ckpt`` = the same without any checkpointing; ``bf16`` = bf16 autocast, frozen bf16, checkpointing;
@@ -35,13 +36,16 @@ from latentsync.tiny_models import tiny_unet_config  # noqa: E402
 from latentsync.train.lpips_loss import LPIPSVGG  # noqa: E402
 from latentsync.train.unet_losses import alphas_cumprod  # noqa: E402
 from latentsync.train.unet_memory import enable_gradient_checkpointing, new_optimizer  # noqa: E402
+from latentsync.train.videomae import VideoMAEConfig, VideoMAEEncoder, tiny_videomae_config  # noqa: E402
 from latentsync.train.unet_step import (LossNets, StepPrecision, StepSettings, backward, compute_losses,  # noqa: E402
                                         select_trainable, update)
 
-STAGES = {  # upstream's configs/unet/stage*.yaml: trainable set and losses (TREPA left out, see the docstring)
-    "stage1": {"motion": False, "decoder_only": False, "trainable": [], "pixel": False},
-    "stage2": {"motion": True, "decoder_only": False, "trainable": ["motion_modules.", "attentions."], "pixel": True},
-    "stage2_efficient": {"motion": True, "decoder_only": True, "trainable": ["motion_modules.", "attn2."], "pixel": True},
+STAGES = {  # upstream's configs/unet/stage*.yaml: trainable set and losses
+    "stage1": {"motion": False, "decoder_only": False, "trainable": [], "pixel": False, "trepa": 0.0},
+    "stage2": {"motion": True, "decoder_only": False, "trainable": ["motion_modules.", "attentions."], "pixel": True,
+               "trepa": 10.0},
+    "stage2_efficient": {"motion": True, "decoder_only": True, "trainable": ["motion_modules.", "attn2."],
+                         "pixel": True, "trepa": 0.0},
 }
 PRESETS = {
     "upstream": {"autocast": "fp16", "frozen": "fp16", "ckpt": True, "optimizer": "adamw"},
@@ -52,7 +56,7 @@ PRESETS = {
 TINY_SYNCNET = {
     "audio_encoder": {"in_channels": 1, "block_out_channels": [32, 32, 32], "downsample_factors": [[4, 2], 4, [2, 3]],
                       "attn_blocks": [0, 1, 0], "dropout": 0.0},
-    "visual_encoder": {"in_channels": 24, "block_out_channels": [32, 32, 32], "downsample_factors": [[2, 4], 4, 1],
+    "visual_encoder": {"in_channels": 48, "block_out_channels": [32, 32, 32], "downsample_factors": [[2, 4], 4, 1],
                        "attn_blocks": [0, 1, 0], "dropout": 0.0},
 }
 
@@ -85,10 +89,16 @@ def build(stage: str, preset: dict, tiny: bool, device: torch.device):
     sync_cfg.pop("data", None)
     syncnet = StableSyncNet(sync_cfg).to(device, frozen)
     syncnet.requires_grad_(False)
-    nets = LossNets(vae, syncnet, LPIPSVGG().to(device), None)
-    frames, res = (8, 64) if tiny else (16, 256)
+    trepa = None
+    if spec["trepa"]:
+        with torch.device(device):  # ViT-g has 1 B parameters: initialise them where they live
+            vit = VideoMAEEncoder(tiny_videomae_config() if tiny else VideoMAEConfig(), preset["ckpt"])
+        vit.requires_grad_(False)
+        trepa = vit.to(frozen).forward_features
+    nets = LossNets(vae, syncnet, LPIPSVGG().to(device), trepa)
+    frames, res = (16, 64) if tiny else (16, 256)
     settings = StepSettings(num_frames=frames, resolution=res, pixel_space_supervise=spec["pixel"],
-                            use_syncnet=spec["pixel"], trepa_loss_weight=0.0,
+                            use_syncnet=spec["pixel"], trepa_loss_weight=spec["trepa"],
                             syncnet_resolution=32 if tiny else 256)
     autocast = half[preset["autocast"]] if cuda else None
     scaler = torch.amp.GradScaler("cuda") if cuda and preset["autocast"] == "fp16" else None
@@ -156,7 +166,7 @@ def main() -> None:
     p.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     p.add_argument("--steps", type=int, default=3, help="measured steps per case (after one warm-up step)")
     p.add_argument("--batch", type=int, default=1, help="videos per step (upstream's stage2: 1)")
-    p.add_argument("--tiny", action="store_true", help="tiny nets at 64 px, 8 frames (a CPU smoke run)")
+    p.add_argument("--tiny", action="store_true", help="tiny nets at 64 px, 16 frames (a CPU smoke run)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", default=None, help="write the rows here")
     args = p.parse_args()

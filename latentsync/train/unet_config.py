@@ -5,7 +5,8 @@ are read from an optional ``paths`` section; memory options (this pack's) from `
 
 ```yaml
 paths: {vae: checkpoints/sd-vae-ft-mse, whisper: checkpoints/whisper/tiny.pt,
-        lpips_vgg16: checkpoints/auxiliary/vgg16-397923af.pth, lpips_lin: checkpoints/auxiliary/lpips_vgg_v0.1.pth}
+        lpips_vgg16: checkpoints/auxiliary/vgg16-397923af.pth, lpips_lin: checkpoints/auxiliary/lpips_vgg_v0.1.pth,
+        videomae: checkpoints/auxiliary/vit_g_hybrid_pt_1200e_ssv2_ft.pth}
 memory: {precision: fp16 | bf16 | fp32, frozen_dtype: auto | float16 | bfloat16 | float32,
          optimizer: adamw | adamw_fused | adamw_8bit}
 ```

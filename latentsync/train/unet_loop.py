@@ -157,9 +157,11 @@ def _train(cfg: UNetTrainConfig, out, resume: bool, procs: procs_mod.Processes, 
            log_every: int, nets_factory: NetsFactory, data_factory: DataFactory,
            init_state: dict[str, torch.Tensor] | None) -> UNetTrainResult:
     """The run itself, inside a started process group."""
-    if cfg.run["trepa_loss_weight"] != 0 and cfg.run["pixel_space_supervise"] and nets_factory is _real_nets:
-        raise ConfigError("run.trepa_loss_weight is not 0: TREPA needs VideoMAE-v2 (ViT-g), which this trainer does "
-                          "not load yet; write run.trepa_loss_weight: 0 (stage2_efficient does).")
+    if (cfg.run["trepa_loss_weight"] != 0 and cfg.run["pixel_space_supervise"] and nets_factory is _real_nets
+            and not os.path.isfile(cfg.paths.get("videomae", ""))):
+        raise ConfigError(f"run.trepa_loss_weight is not 0: TREPA needs VideoMAE-v2 ViT-g; config key 'paths.videomae' "
+                          f"is {cfg.paths.get('videomae', '')!r}; give vit_g_hybrid_pt_1200e_ssv2_ft.pth or write "
+                          f"run.trepa_loss_weight: 0 (stage2_efficient does).")
     run_dir = _run_dir(cfg, out, resume, procs)
     torch.manual_seed(cfg.seed)  # the same initial weights on every process
     unet = UNet3DConditionModel(cfg.model)
@@ -247,6 +249,10 @@ def _real_nets(cfg: UNetTrainConfig, device: torch.device, dtype: torch.dtype) -
         nets.syncnet_geometry = (int(sync_cfg["data"]["resolution"]), bool(sync_cfg["data"].get("lower_half", True)))
     if r["pixel_space_supervise"] and r["perceptual_loss_weight"] != 0:
         nets.lpips = load_lpips_vgg(need("lpips_vgg16"), need("lpips_lin")).to(device)
+    if r["pixel_space_supervise"] and r["trepa_loss_weight"] != 0:  # upstream: float16, block checkpointing
+        from .videomae import load_videomae
+
+        nets.trepa_features = load_videomae(need("videomae"), device=device, dtype=dtype).forward_features
     return nets
 
 

@@ -141,3 +141,34 @@ def test_gradients(fx, results, stage):
         got = grads[key[len(f"{stage}.fullgrad."):]]
         torch.testing.assert_close(got, want, rtol=0, atol=check["full_grads"]["atol_relative_to_max"]
                                    * float(want.abs().max()), msg=key)
+
+
+def test_trepa_with_the_videomae_encoder(fx):
+    """TREPA through this pack's VideoMAE-v2 encoder (tiny width, ViT-g's 16 x 224 px token layout) equals upstream's
+    TREPALoss on upstream's VisionTransformer: loss and the gradient wrt the generated video."""
+    from latentsync.metrics.tiny import init_state
+    from latentsync.train.unet_losses import trepa_loss
+    from latentsync.train.videomae import VideoMAEEncoder, tiny_videomae_config
+
+    m, t = fx["m"], fx["t"]
+    vit = VideoMAEEncoder(tiny_videomae_config())
+    shapes = {k: tuple(v.shape) for k, v in vit.state_dict().items()}
+    vit.load_state_dict(init_state(shapes, m["seeds"]["weights"], gain=1.0), strict=True)
+    vit.requires_grad_(False)
+    fake5 = t["batch.trepa_fake_uint8"].float() / 127.5 - 1.0
+    real5 = t["batch.trepa_real_uint8"].float() / 127.5 - 1.0
+    frames = fake5.shape[2]
+    fake = fake5.permute(0, 2, 1, 3, 4).reshape(-1, 3, *fake5.shape[3:]).requires_grad_(True)  # (B*F, 3, H, W)
+    real = real5.permute(0, 2, 1, 3, 4).reshape(-1, 3, *real5.shape[3:])
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        loss = trepa_loss(vit.forward_features, fake, real, frames)
+        loss.backward()
+    finally:
+        torch.set_num_threads(before)
+    bound = m["check"]["trepa_vit"]
+    assert float(loss.detach()) == pytest.approx(float(t["trepa_vit.loss"]), rel=bound["loss_rtol"])
+    want = t["trepa_vit.fake_grad"]
+    got = fake.grad.reshape(want.shape[0], frames, 3, *want.shape[3:]).permute(0, 2, 1, 3, 4)
+    torch.testing.assert_close(got, want, rtol=0, atol=bound["grad_atol_relative_to_max"] * float(want.abs().max()))

@@ -114,7 +114,7 @@ def test_bad_configs_are_refused(change, words):
 
 
 def test_trepa_without_videomae_is_refused(tmp_path):
-    """The real-file path refuses TREPA (VideoMAE-v2 is not loaded yet) before anything heavy runs."""
+    """The real-file path refuses TREPA without paths.videomae before anything heavy runs."""
     raw = helpers.raw_config("stage2", trepa_loss_weight=10.0)
     with pytest.raises(ConfigError, match="trepa_loss_weight"):
         train_unet(parse_config(raw), tmp_path / "run", device="cpu")

@@ -68,6 +68,7 @@ CHECK = {
     "draws": {"atol": 0.0}, "losses": {"rtol": 1e-5, "atol": 1e-7}, "pred_noise": {"atol": 1e-5},
     "grad_sums_norms_projections": {"rtol": 0.0, "atol_relative_to_max_norm": 3e-3},
     "full_grads": {"atol_relative_to_max": 3e-3}, "grad_norm": {"rtol": 1e-3},
+    "trepa_vit": {"loss_rtol": 1e-4, "grad_atol_relative_to_max": 1e-3},
     "note": "the backward passes of two float32 implementations of these random nets differ by about as much as "
             "one implementation at 1 vs 2 threads (stage1 gradient sums: 3.1e-4 vs 4.3e-4 of the largest norm)",
 }
@@ -101,6 +102,7 @@ def load_ours():
     import ours.metrics.tiny  # noqa: F401
     import ours.tiny_models  # noqa: F401
     import ours.train.unet_fixture_nets  # noqa: F401
+    import ours.train.videomae  # noqa: F401
     return module
 
 
@@ -135,8 +137,10 @@ def make_batch():
     mask[RESOLUTION // 2:, RESOLUTION // 8: RESOLUTION - RESOLUTION // 8] = 0
     audio = torch.from_numpy(rng.standard_normal((BATCH, FRAMES, AUDIO_TOKENS, AUDIO_DIM)).astype(np.float32))
     mel = torch.from_numpy(rng.standard_normal((BATCH, 1, 80, 52)).astype(np.float32))
+    trepa_videos = torch.from_numpy(rng.integers(0, 256, size=(2, 1, 3, 16, 32, 32)).astype(np.uint8))
     return {"gt_uint8": faces[0].contiguous(), "ref_uint8": faces[1].contiguous(), "mask_uint8": mask,
-            "audio_embeds": audio, "mel": mel}
+            "audio_embeds": audio, "mel": mel, "trepa_fake_uint8": trepa_videos[0].contiguous(),
+            "trepa_real_uint8": trepa_videos[1].contiguous()}
 
 
 def run_stage(name: str, stage: dict, ours, upstream: str, batch: dict) -> dict:
@@ -249,6 +253,34 @@ def run_stage(name: str, stage: dict, ours, upstream: str, batch: dict) -> dict:
     return {"tensors": {f"{name}.{k}": v for k, v in rec.items()}, "names": names, "config": config}
 
 
+def run_trepa_vit(ours, batch: dict) -> dict:
+    """Upstream's TREPALoss.__call__ with upstream's own VideoMAE-v2 VisionTransformer at a tiny width (16 frames,
+    224 px, 14 px patches as ViT-g), hashed weights; records the loss and the gradient wrt the fake video."""
+    from functools import partial
+
+    import torch
+    from torch import nn
+
+    from latentsync.trepa.loss import TREPALoss
+    from latentsync.trepa.third_party.VideoMAEv2.videomaev2_finetune import VisionTransformer
+
+    tiny_cfg = ours.train.videomae.tiny_videomae_config()
+    vit = VisionTransformer(img_size=224, patch_size=14, embed_dim=tiny_cfg.embed_dim, depth=tiny_cfg.depth,
+                            num_heads=tiny_cfg.num_heads, mlp_ratio=48 / 11, qkv_bias=True,
+                            norm_layer=partial(nn.LayerNorm, eps=1e-6), num_classes=174, all_frames=16,
+                            tubelet_size=2, drop_path_rate=0.3, use_mean_pooling=True, with_cp=False)
+    shapes = {k: tuple(v.shape) for k, v in vit.state_dict().items()}
+    vit.load_state_dict(ours.metrics.tiny.init_state(shapes, WEIGHT_SEED, gain=1.0), strict=True)
+    trepa = TREPALoss.__new__(TREPALoss)
+    trepa.model = vit.eval()
+    trepa.model.requires_grad_(False)
+    fake = (batch["trepa_fake_uint8"].float() / 127.5 - 1.0).requires_grad_(True)
+    real = batch["trepa_real_uint8"].float() / 127.5 - 1.0
+    loss = trepa(fake, real)
+    loss.backward()
+    return {"trepa_vit.loss": loss.detach().reshape(()), "trepa_vit.fake_grad": fake.grad.detach().clone()}
+
+
 def main() -> None:
     args = parse_args()
     upstream, out = os.path.abspath(args.upstream), Path(args.out).resolve()
@@ -269,6 +301,8 @@ def main() -> None:
         tensors.update(got["tensors"])
         stages[name] = {"run": stage, "unet_config": got["config"], "trainable": got["names"]}
         print(name, {k.split(".", 1)[1]: float(v) for k, v in got["tensors"].items() if v.dim() == 0})
+    tensors.update(run_trepa_vit(ours, batch))
+    print("trepa_vit", float(tensors["trepa_vit.loss"]))
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()}, str(out / "outputs.safetensors"))
     manifest = {
@@ -283,8 +317,10 @@ def main() -> None:
         "stand_ins": ["float32 on the CPU instead of float16 + autocast + GradScaler on CUDA",
                       "hashed random weights (latentsync.metrics.tiny.init_state) for U-Net, VAE, StableSyncNet, "
                       "LPIPS' VGG16 + linear layers",
-                      "TREPA: upstream's TREPALoss.__call__ with latentsync.train.unet_fixture_nets.TinyVideoFeatures "
-                      "instead of VideoMAE-v2 ViT-g"],
+                      "TREPA in the step: upstream's TREPALoss.__call__ with latentsync.train.unet_fixture_nets."
+                      "TinyVideoFeatures instead of VideoMAE-v2 ViT-g",
+                      "TREPA on its own (trepa_vit.*): upstream's TREPALoss.__call__ with upstream's VideoMAE-v2 "
+                      "VisionTransformer at width 32, depth 2, 2 heads (ViT-g's token layout), hashed weights"],
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     print({p.name: p.stat().st_size for p in out.iterdir()})
