@@ -161,6 +161,7 @@ def run_case(stage: str, preset_name: str, args: argparse.Namespace, device: tor
 
 
 def main() -> None:
+    """Run every stage x preset and print / write the rows."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
     p.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))

@@ -56,6 +56,7 @@ class UNetSamples(Dataset):
             raise ValueError("no training clips.")
 
     def __len__(self) -> int:
+        """Endless in practice: samples are indexed by the run's position."""
         return self.length
 
     def clip(self, index: int) -> UNetClip:
@@ -121,6 +122,7 @@ def whisper_clip_loader(whisper_path: str, *, fps: float, feat_length: Sequence[
     encoder = load_whisper_encoder(whisper_path, device=device)
 
     def load(path: str) -> UNetClip:
+        """Decode one clip and compute its audio features."""
         frames = read_video(path).frames
         wav = load_16k_mono(path, quantize=False)
         feats = whisper_features(encoder, wav)

@@ -227,6 +227,7 @@ def _real_nets(cfg: UNetTrainConfig, device: torch.device, dtype: torch.dtype) -
     from .lpips_loss import load_lpips_vgg
 
     def need(key: str) -> str:
+        """An existing file or folder named by ``paths.<key>``."""
         value = cfg.paths.get(key, "")
         if not value or not os.path.exists(value):
             raise ConfigError(f"config key 'paths.{key}' is {value!r}, which does not exist; give the file.")

@@ -67,6 +67,7 @@ def trepa_loss(features: Callable[[torch.Tensor], torch.Tensor], fake: torch.Ten
     """TREPA of frame batches (B*F, 3, H, W) in [-1, 1]; ``features`` maps (B, 3, F, S, S) in [0, 1] to (B, D)."""
 
     def embed(x: torch.Tensor) -> torch.Tensor:
+        """Resize, map to [0, 1], embed, unit-normalise."""
         x = F.interpolate(x, size=(size, size), mode="bicubic")
         b = x.shape[0] // frames
         x = x.reshape(b, frames, *x.shape[1:]).permute(0, 2, 1, 3, 4)

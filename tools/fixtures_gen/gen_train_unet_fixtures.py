@@ -83,6 +83,7 @@ OBSERVED = {
 
 
 def parse_args() -> argparse.Namespace:
+    """The upstream checkout and the output folder."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--upstream", default=os.environ.get("LS_UPSTREAM"), help="extracted upstream checkout")
     p.add_argument("--out", default=str(REPO / "tests" / "fixtures" / "train_unet"))
@@ -282,6 +283,7 @@ def run_trepa_vit(ours, batch: dict) -> dict:
 
 
 def main() -> None:
+    """Run every stage and TREPA on upstream's code and write the fixture."""
     args = parse_args()
     upstream, out = os.path.abspath(args.upstream), Path(args.out).resolve()
     ours = load_ours()
