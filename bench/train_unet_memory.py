@@ -62,7 +62,14 @@ TINY_SYNCNET = {
 
 
 def build(stage: str, preset: dict, tiny: bool, device: torch.device):
-    """(unet, trainable params, loss nets, settings, precision) of one case, random weights."""
+    """(unet, trainable params, loss nets, settings, precision) of one case, random weights initialised on
+    ``device`` (CPU initialisation of the full-size nets would dominate the run)."""
+    with torch.device(device):
+        return _build(stage, preset, tiny, device)
+
+
+def _build(stage: str, preset: dict, tiny: bool, device: torch.device):
+    """:func:`build` inside the device context."""
     from diffusers import AutoencoderKL
 
     spec = STAGES[stage]
@@ -91,8 +98,7 @@ def build(stage: str, preset: dict, tiny: bool, device: torch.device):
     syncnet.requires_grad_(False)
     trepa = None
     if spec["trepa"]:
-        with torch.device(device):  # ViT-g has 1 B parameters: initialise them where they live
-            vit = VideoMAEEncoder(tiny_videomae_config() if tiny else VideoMAEConfig(), preset["ckpt"])
+        vit = VideoMAEEncoder(tiny_videomae_config() if tiny else VideoMAEConfig(), preset["ckpt"])
         vit.requires_grad_(False)
         trepa = vit.to(frozen).forward_features
     nets = LossNets(vae, syncnet, LPIPSVGG().to(device), trepa)
