@@ -88,22 +88,21 @@ class ShardPool:
 
     def __init__(self, devices: Sequence[str], files: Mapping[str, str], *, version: Optional[str],
                  dtype: torch.dtype, compile_shape: Optional[tuple[int, int]] = None, ahead: int = 2):
+        before = dict(os.environ)  # importing ray and ray.init set variables; close() puts them back
         ray = require_ray()
         self.devices = list(devices)
         self.ahead = ahead  # windows queued per worker: one running, the next one's inputs already there
         self._started_ray = not ray.is_initialized()
-        self._env_before: dict[str, Optional[str]] = {}  # variables ray.init set, with their earlier values
         if self._started_ray:
             cuda = any(d.startswith("cuda") for d in self.devices)
-            before = dict(os.environ)
             # The workers import this package from where the driver has it (a checkout is not installed).
             path = os.pathsep.join(p for p in (_package_root(), os.environ.get("PYTHONPATH")) if p)
             ray.init(num_cpus=max(os.cpu_count() or 1, len(self.devices)),
                      num_gpus=torch.cuda.device_count() if cuda else 0, include_dashboard=False,
                      logging_level=logging.WARNING, log_to_driver=log.isEnabledFor(logging.INFO),
                      runtime_env={"env_vars": {"PYTHONPATH": path}})
-            self._env_before = {k: before.get(k) for k in os.environ if os.environ[k] != before.get(k)}
-            self._env_before.update({k: v for k, v in before.items() if k not in os.environ})
+        self._env_before = {k: before.get(k) for k in os.environ if os.environ[k] != before.get(k)}
+        self._env_before.update({k: v for k, v in before.items() if k not in os.environ})
         started = time.perf_counter()
         try:
             self.actors = [self._actor(ray, device, files, version, dtype, compile_shape) for device in self.devices]
