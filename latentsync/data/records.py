@@ -4,6 +4,7 @@ most the file in flight."""
 
 from __future__ import annotations
 
+import errno
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +15,8 @@ from .files import read_json, record_path, write_json
 log = logging.getLogger(__name__)
 
 KEPT = "kept"
+# Errors of the machine rather than of the input (disk full, quota, read-only, permissions): never recorded as a drop.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
 DROPPED = "dropped"
 
 
@@ -77,6 +80,11 @@ def run_step(out: Path, step: str, rel: Path, compute: Callable[[], StepRecord])
         record = compute()
     except (MemoryError, KeyboardInterrupt, SystemExit, SetupError):
         raise
+    except OSError as exc:
+        if exc.errno in ENVIRONMENT_ERRNOS:  # the disk, not the file: stop, nothing recorded
+            raise
+        log.warning("%s: %s failed: %s", rel, step, exc)
+        record = dropped(step, rel.as_posix(), f"error: {type(exc).__name__}: {exc}")
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run; the reason is recorded
         log.warning("%s: %s failed: %s", rel, step, exc)
         record = dropped(step, rel.as_posix(), f"error: {type(exc).__name__}: {exc}")

@@ -86,3 +86,33 @@ def test_cli_checks_paths(tmp_path):
     assert "does not exist" in problem(tmp_path / "nope", tmp_path / "o")
     assert "--workers 0" in problem(raw, tmp_path / "o", "--workers", "0")
     assert "finite" in problem(raw, tmp_path / "o", "--min-sync", "nan")
+
+
+def test_step_records_resume_and_errors(tmp_path):
+    """A saved record is not recomputed; a bad file's error becomes a drop; a full disk stops the run unrecorded."""
+    import errno
+
+    from latentsync.data.records import kept, run_step
+
+    calls = []
+
+    def ok():
+        calls.append(1)
+        return kept("resample", "a.mp4", fps=25.0)
+
+    assert run_step(tmp_path, "resample", Path("a.mp4"), ok)[1] is True
+    record, ran = run_step(tmp_path, "resample", Path("a.mp4"), ok)
+    assert ran is False and record.scores == {"fps": 25.0} and calls == [1]
+
+    def broken():
+        raise ValueError("moov atom not found")
+
+    record, _ = run_step(tmp_path, "resample", Path("b.mp4"), broken)
+    assert record.status == "dropped" and "moov atom" in record.reason
+
+    def disk_full():
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError):
+        run_step(tmp_path, "resample", Path("c.mp4"), disk_full)
+    assert not (tmp_path / "records" / "resample" / "c.mp4.json").exists()
