@@ -70,8 +70,9 @@ class Backbone(nn.Module):
         """(last feature map (B, 2048, 7, 7), target-network input (B, 224))."""
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, stride=2, padding=1)
         parts = []
-        for layer, pool, fc in ((self.layer1, self.lda1_pool, self.lda1_fc), (self.layer2, self.lda2_pool, self.lda2_fc),
-                                (self.layer3, self.lda3_pool, self.lda3_fc), (self.layer4, self.lda4_pool, self.lda4_fc)):
+        branches = ((self.layer1, self.lda1_pool, self.lda1_fc), (self.layer2, self.lda2_pool, self.lda2_fc),
+                    (self.layer3, self.lda3_pool, self.lda3_fc), (self.layer4, self.lda4_pool, self.lda4_fc))
+        for layer, pool, fc in branches:
             x = layer(x)
             parts.append(fc(pool(x).flatten(1)))
         return x, torch.cat(parts, 1)

@@ -37,7 +37,8 @@ def input_entry(rel: str, records: dict[str, dict]) -> dict[str, Any]:
     entry = {"input": rel, **_follow(records, INPUT_STEPS)}
     entry["output"] = None
     segment = records.get("segment")
-    entry["segments"] = [s["name"] for s in segment["data"]["segments"]] if segment and entry["status"] == "kept" else []
+    listed = segment is not None and entry["status"] == "kept"
+    entry["segments"] = [s["name"] for s in segment["data"]["segments"]] if listed else []
     return entry
 
 
@@ -50,6 +51,7 @@ def segment_entry(name: str, input_rel: str, plan: dict, records: dict[str, dict
 def build(source: str, options: dict, inputs: list[dict], segments: list[dict]) -> dict[str, Any]:
     """The whole manifest with its counts."""
     def count(items: list[dict], status: str) -> int:
+        """How many of ``items`` have ``status``."""
         return sum(1 for i in items if i["status"] == status)
 
     dropped_at: dict[str, int] = {}

@@ -35,6 +35,7 @@ class StepRecord:
 
     @property
     def kept(self) -> bool:
+        """Whether the item goes on to the next step."""
         return self.status == KEPT
 
     def as_dict(self) -> dict[str, Any]:

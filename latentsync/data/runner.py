@@ -85,6 +85,7 @@ def process_input(src: Path, out: Path, rel: Path, worker: Worker) -> InputResul
     result = InputResult(rel.as_posix())
 
     def step(name: str, item: Path, compute: Callable[[], StepRecord], into: dict) -> bool:
+        """Run (or skip) one step, keep its record in ``into``; whether the item goes on."""
         record, ran = run_step(out, name, item, compute)
         into[name] = record.as_dict()
         result.ran += int(ran)
@@ -109,6 +110,7 @@ def process_input(src: Path, out: Path, rel: Path, worker: Worker) -> InputResul
             continue
 
         def score_quality() -> StepRecord:
+            """The quality step with the worker's HyperIQA (loaded on first use)."""
             return quality.quality_filter(out, seg, worker.quality_scorer(), opts.min_quality)
 
         step(quality.STEP, seg, score_quality, srecs)

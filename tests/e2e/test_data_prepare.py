@@ -40,7 +40,8 @@ WORKERS = "2"
 
 def _args(src: Path, out: Path, models: Path) -> list[str]:
     return ["data", "prepare", str(src), str(out), "--workers", WORKERS, "--device", "cpu", "--detector", "offline",
-            "--models-dir", str(models), "--no-download", "--min-track", "20", "--min-sync", "0", "--min-quality", "0", "--quiet"]
+            "--models-dir", str(models), "--no-download", "--min-track", "20", "--min-sync", "0", "--min-quality", "0",
+            "--quiet"]
 
 
 def _tree(root: Path) -> dict[str, tuple[int, str]]:
