@@ -26,7 +26,7 @@ from .cli_checks import UsageError, apply_quality, check_numbers, resolve_device
 from .cli_jobs import Job, batch_jobs, default_output, input_problem
 from .cli_gate import add_gate_arguments, check_gate
 from .distributed.devices import add_devices_argument, check_devices
-from .configs import RESOLUTION_BY_VERSION
+from .configs import DEFAULT_VERSION, RESOLUTION_BY_VERSION
 from .exit_codes import (EXIT_BATCH, EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_MODELS, EXIT_NO_FACE, EXIT_OK,
                          EXIT_USAGE)
 from .locations import default_models_dir
@@ -39,7 +39,6 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_IMAGE, DEMO_AUDIO, DEMO_OUTPUT = ASSETS / "astronaut.jpg", ASSETS / "demo_speech.flac", "latentsync_demo.mp4"
 SUBCOMMANDS = ("doctor", "selftest", "score", "eval", "batch", "train", "data")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
-DEFAULT_VERSION = "1.6"
 THIRD_PARTY_LOGGERS = ("huggingface_hub", "diffusers", "transformers")
 
 log = logging.getLogger("latentsync")

@@ -9,6 +9,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
+from .configs import DEFAULT_VERSION
 from .option_checks import OptionError, check_number
 from .options import OPTIONS
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     import torch
 
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
-DEFAULTS = {"version": "1.6", **{name: OPTIONS[name].default for name in ("steps", "guidance", "deepcache")}}
+DEFAULTS = {"version": DEFAULT_VERSION, **{name: OPTIONS[name].default for name in ("steps", "guidance", "deepcache")}}
 
 
 class UsageError(ValueError):

@@ -51,6 +51,7 @@ UNET_STAGE2_EFFICIENT: dict[str, Any] = {**copy.deepcopy(UNET_STAGE2), "motion_m
 
 # Release -> face resolution (the only difference between 1.5 and 1.6).
 RESOLUTION_BY_VERSION: dict[str, int] = {"1.5": 256, "1.6": 512}
+DEFAULT_VERSION = "1.6"  # the release the command line, the presets' default and the loader node pick
 
 # configs/scheduler_config.json (diffusers DDIMScheduler).
 SCHEDULER: dict[str, Any] = {

@@ -282,7 +282,7 @@ def check_metric_files(diag: Diagnosis, root: str, hashing: bool) -> None:
 
 
 def _default_version() -> str:
-    from .cli import DEFAULT_VERSION
+    from .configs import DEFAULT_VERSION
 
     return DEFAULT_VERSION
 

@@ -95,6 +95,30 @@ VAE_FT_MSE = ModelFile("vae-ft-mse", "stabilityai/sd-vae-ft-mse", "diffusion_pyt
                        aliases=("sd-vae-ft-mse/diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors"))
 
 
+COMFY_FOLDER = "latentsync"  # the ComfyUI model folder the pack registers (models/latentsync)
+
+
+def name_in_folder(spec: ModelFile, folder: str = COMFY_FOLDER) -> str:
+    """``spec``'s name as ComfyUI lists it in model folder ``folder`` (e.g. ``1.6/latentsync_unet.pt``)."""
+    relative = f"{spec.subdir}/{spec.dest_name}"
+    if not relative.startswith(folder + "/"):
+        raise ValueError(f"{spec.key} lives in {spec.subdir}, not under {folder}/")
+    return relative[len(folder) + 1:]
+
+
+def layout_lines() -> list[str]:
+    """Where each model file goes under ComfyUI's models/ and where it comes from: the loader node's description,
+    the editor's 'where do the model files go?' and the README's table all say this."""
+    from .metrics.files import S3FD_FACE, STABLE_SYNCNET, SYNCNET_V2
+
+    lines = [f"{spec.subdir}/{spec.dest_name}  <- huggingface.co/{spec.repo_id}"
+             + (f" ({spec.filename})" if spec.filename != spec.dest_name else "")
+             for spec in (UNET_FILES["1.5"], UNET_FILES["1.6"], WHISPER_TINY, VAE_FT_MSE, SYNCNET_V2, S3FD_FACE)]
+    lines.append(f"{STABLE_SYNCNET.subdir}/{STABLE_SYNCNET.dest_name}  (optional, latentsync eval; never downloaded)")
+    lines.append("insightface/models/buffalo_l/{det_10g,2d106det}.onnx  (optional: upstream's face detector)")
+    return lines
+
+
 def files_for_version(version: str) -> list[ModelFile]:
     """The three files one LatentSync release needs (U-Net, Whisper, VAE)."""
     return [UNET_FILES[version], WHISPER_TINY, VAE_FT_MSE]

@@ -9,6 +9,32 @@ from typing import Any
 from . import paths
 from .types import MODEL
 
+MODEL_FILES_HEADING = "Model files (ComfyUI/models/...):"  # web/latentsync.js finds the layout after this line
+
+
+class _ReadOnFirstUse:
+    """A class attribute computed when ComfyUI first reads it (importing the pack imports no library module)."""
+
+    def __init__(self, build):
+        self.build = build
+
+    def __get__(self, obj, owner) -> str:
+        return self.build()
+
+
+def _description() -> str:
+    """The loader's help, ending with the model-file layout from latentsync/model_files.py (the one table)."""
+    from ..latentsync.model_files import layout_lines
+
+    return (
+        "Loads a LatentSync 1.5 (256 px) or 1.6 (512 px) U-Net, the Whisper tiny audio encoder and the "
+        "sd-vae-ft-mse VAE from models/latentsync and models/vae. Official files missing on disk are downloaded "
+        "from Hugging Face when download is allowed; offline, the error lists each file and where to put it. "
+        "The models are managed by ComfyUI (offloaded when other nodes need the memory) and reused across runs."
+        "\n\n" + MODEL_FILES_HEADING + "\n" + "\n".join(layout_lines())
+        + "\nWith 'download' on, the loader fetches missing official files itself."
+    )
+
 log = logging.getLogger(__name__)
 
 DTYPES = ["auto", "fp16", "bf16", "fp32"]
@@ -93,12 +119,7 @@ class LoadLatentSyncModel:
 
     CATEGORY = "LatentSync/loaders"
     SEARCH_ALIASES = ["lip sync model", "lipsync", "LatentSync model", "load checkpoint"]
-    DESCRIPTION = (
-        "Loads a LatentSync 1.5 (256 px) or 1.6 (512 px) U-Net, the Whisper tiny audio encoder and the "
-        "sd-vae-ft-mse VAE from models/latentsync and models/vae. Official files missing on disk are downloaded "
-        "from Hugging Face when download is allowed; offline, the error lists each file and where to put it. "
-        "The models are managed by ComfyUI (offloaded when other nodes need the memory) and reused across runs."
-    )
+    DESCRIPTION = _ReadOnFirstUse(_description)
     FUNCTION = "load"
     RETURN_TYPES = (MODEL, "VAE")
     RETURN_NAMES = ("model", "vae")
@@ -112,7 +133,7 @@ class LoadLatentSyncModel:
         return {
             "required": {
                 "unet": (paths.unet_choices(), {
-                    "default": "1.6/latentsync_unet.pt",
+                    "default": paths.default_unet(),
                     "tooltip": "U-Net checkpoint in models/latentsync. 1.5/ = LatentSync 1.5 (256 px faces, about 5 GB "
                                "VRAM at fp16), 1.6/ = LatentSync 1.6 (512 px, about 7 GB). Official names are downloaded "
                                "if missing.",

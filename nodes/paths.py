@@ -6,17 +6,34 @@ always offer the official file names, so a fresh install can pick them and let t
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Optional
 
-FOLDER = "latentsync"
+FOLDER = "latentsync"  # = latentsync.model_files.COMFY_FOLDER (a test checks; read here without importing it)
 MODEL_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".sft")
 
-# Official layout under models/latentsync (kept in step with latentsync/model_files.py).
-OFFICIAL_UNETS = {"1.5/latentsync_unet.pt": "1.5", "1.6/latentsync_unet.pt": "1.6"}
-OFFICIAL_WHISPER = "whisper/tiny.pt"
-OFFICIAL_VAE = "sd-vae-ft-mse.safetensors"
-AUXILIARY_DIR = "auxiliary"
+
+@functools.lru_cache(maxsize=1)
+def official_names() -> dict[str, Any]:
+    """The official layout, from latentsync/model_files.py (the one table of model files): dropdown names of the
+    U-Nets (-> release), Whisper, the VAE, and the auxiliary folder. Read on first use: importing stays light."""
+    from ..latentsync import model_files
+    from ..latentsync.metrics.files import SYNCNET_V2
+
+    return {
+        "unets": {model_files.name_in_folder(spec, FOLDER): version for version, spec in model_files.UNET_FILES.items()},
+        "whisper": model_files.name_in_folder(model_files.WHISPER_TINY, FOLDER),
+        "vae": model_files.name_in_folder(model_files.VAE_FT_MSE, "vae"),
+        "auxiliary": model_files.name_in_folder(SYNCNET_V2, FOLDER).split("/")[0],
+    }
+
+
+def default_unet() -> str:
+    """The loader's default U-Net: the default release's official file."""
+    from ..latentsync.configs import DEFAULT_VERSION
+
+    return next(name for name, version in official_names()["unets"].items() if version == DEFAULT_VERSION)
 
 
 def register_model_folder() -> None:
@@ -51,23 +68,26 @@ def _is_whisper(name: str) -> bool:
 
 
 def _is_auxiliary(name: str) -> bool:
-    return name.lower().startswith(AUXILIARY_DIR + "/")
+    return name.lower().startswith(official_names()["auxiliary"] + "/")
 
 
 def unet_choices() -> list[str]:
     """U-Net checkpoints in models/latentsync (not whisper/ or auxiliary/), official names first."""
     found = [n for n in _listing(FOLDER) if not _is_whisper(n) and not _is_auxiliary(n)]
-    return list(OFFICIAL_UNETS) + sorted(n for n in found if n not in OFFICIAL_UNETS)
+    unets = official_names()["unets"]
+    return list(unets) + sorted(n for n in found if n not in unets)
 
 
 def whisper_choices() -> list[str]:
     found = [n for n in _listing(FOLDER) if _is_whisper(n)]
-    return [OFFICIAL_WHISPER] + sorted(n for n in found if n != OFFICIAL_WHISPER)
+    whisper = official_names()["whisper"]
+    return [whisper] + sorted(n for n in found if n != whisper)
 
 
 def vae_choices() -> list[str]:
     found = _listing("vae")
-    return [OFFICIAL_VAE] + sorted(n for n in found if n != OFFICIAL_VAE)
+    vae = official_names()["vae"]
+    return [vae] + sorted(n for n in found if n != vae)
 
 
 def find_file(folder: str, name: str) -> Optional[str]:
@@ -109,11 +129,12 @@ def official_spec(kind: str, name: str) -> Any:
     from ..latentsync import model_files
 
     name = _norm(name)
-    if kind == "unet" and name in OFFICIAL_UNETS:
-        return model_files.UNET_FILES[OFFICIAL_UNETS[name]]
-    if kind == "whisper" and name == OFFICIAL_WHISPER:
+    official = official_names()
+    if kind == "unet" and name in official["unets"]:
+        return model_files.UNET_FILES[official["unets"][name]]
+    if kind == "whisper" and name == official["whisper"]:
         return model_files.WHISPER_TINY
-    if kind == "vae" and name == OFFICIAL_VAE:
+    if kind == "vae" and name == official["vae"]:
         return model_files.VAE_FT_MSE
     return None
 

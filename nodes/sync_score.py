@@ -29,10 +29,11 @@ def _aux_files() -> list[str]:
     except KeyError:
         roots = [os.path.join(folder_paths.models_dir, paths.FOLDER)]
     found = set()
+    auxiliary = paths.official_names()["auxiliary"]
     for root in roots:
-        folder = os.path.join(root, paths.AUXILIARY_DIR)
+        folder = os.path.join(root, auxiliary)
         if os.path.isdir(folder):
-            found |= {f"{paths.AUXILIARY_DIR}/{n}" for n in os.listdir(folder) if n.lower().endswith(AUX_SUFFIXES)}
+            found |= {f"{auxiliary}/{n}" for n in os.listdir(folder) if n.lower().endswith(AUX_SUFFIXES)}
     return sorted(found)
 
 

@@ -6,15 +6,10 @@
 import { app } from "../../scripts/app.js";
 
 const EXTENSION = "latentsync.nodes";
-const MODEL_HELP = [
-  "LatentSync model files (ComfyUI/models/...):",
-  "  latentsync/1.5/latentsync_unet.pt   <- huggingface.co/ByteDance/LatentSync-1.5",
-  "  latentsync/1.6/latentsync_unet.pt   <- huggingface.co/ByteDance/LatentSync-1.6",
-  "  latentsync/whisper/tiny.pt          <- huggingface.co/ByteDance/LatentSync-1.6 (whisper/tiny.pt)",
-  "  vae/sd-vae-ft-mse.safetensors       <- huggingface.co/stabilityai/sd-vae-ft-mse",
-  "  insightface/models/buffalo_l/       (optional: det_10g.onnx, 2d106det.onnx)",
-  "With 'download' on, the loader fetches missing official files itself.",
-].join("\n");
+// Where the model files go comes from the loader's description (built from latentsync/model_files.py, the one table
+// of model files), so this file never repeats the layout.
+const MODEL_FILES_HEADING = "Model files (ComfyUI/models/...):";
+let modelHelp = "";
 const HF_PAGE = "https://huggingface.co/ByteDance/LatentSync-1.6";
 
 function isLegacyFrontend() {
@@ -157,12 +152,17 @@ app.registerExtension({
     if (nodeData.name === "LatentSyncLoadVideo") placeUploadUnderFileList(nodeType, nodeData, "video");
     if (nodeData.name === "LatentSyncLoadAudio") addAudioPlayer(nodeData);
 
+    if (nodeData.name === "LoadLatentSyncModel") {
+      const description = String(nodeData.description || "");
+      const at = description.indexOf(MODEL_FILES_HEADING);
+      if (at >= 0) modelHelp = "LatentSync " + description.slice(at);
+    }
     if (nodeData.name === "LoadLatentSyncModel" || nodeData.name === "LatentSyncFaceAlignCrop") {
       const getExtraMenuOptions = nodeType.prototype.getExtraMenuOptions;
       nodeType.prototype.getExtraMenuOptions = function (canvas, options) {
         getExtraMenuOptions?.apply(this, arguments);
         options.push(
-          { content: "LatentSync: where do the model files go?", callback: () => window.alert(MODEL_HELP) },
+          { content: "LatentSync: where do the model files go?", callback: () => window.alert(modelHelp || HF_PAGE) },
           { content: "LatentSync: open the model page", callback: () => window.open(HF_PAGE, "_blank", "noopener") },
         );
       };

@@ -28,6 +28,7 @@ spec = importlib.util.spec_from_file_location("latentsync_pack_probe", root + "/
 pack = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = pack
 spec.loader.exec_module(pack)
+lib = sorted(m for m in sys.modules if ".latentsync." in m)  # what importing alone pulled in
 nodes = {}
 for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
     nodes[node_id] = {
@@ -40,8 +41,8 @@ for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
         "display": pack.NODE_DISPLAY_NAME_MAPPINGS.get(node_id),
         "aliases": list(getattr(cls, "SEARCH_ALIASES", ())),
     }
+# Reading the node definitions (as ComfyUI's object_info does) may read light library modules, never heavy ones.
 heavy = sorted(m for m in ("torch", "numpy", "av", "onnxruntime", "dlib", "safetensors") if m in sys.modules)
-lib = sorted(m for m in sys.modules if ".latentsync." in m)
 print(json.dumps({"nodes": nodes, "heavy": heavy, "library_modules": lib, "web": pack.WEB_DIRECTORY}))
 """
 
