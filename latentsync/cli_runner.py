@@ -352,29 +352,16 @@ def run_jobs(args: argparse.Namespace, jobs: list[Job], device: Any) -> int:
         log.info("No inputs given: running the demo (%s + %s) -> %s", Path(jobs[0].video).name,
                  Path(jobs[0].audio).name, jobs[0].output)
 
-    from .model_files import ModelFilesMissing
-    from .cli_gate import load_gate_models
+    from .distributed.worker import BatchWorker, WorkerSetupError
 
-    failed_gate = load_gate_models(runner)
-    if failed_gate is not None:
-        return failed_gate
+    worker = BatchWorker(args, device=str(device))
+    worker.runner = runner  # this run's checks, manifest and cache
     try:
-        models = load_everything(args, device, runner.dtype)
-    except ModelFilesMissing as exc:
+        worker.setup()  # the models (and the sync gate's) loaded once, compiled with --compile
+    except WorkerSetupError as exc:
         log.error("%s", exc)
-        return EXIT_MODELS
-    except (OSError, ValueError) as exc:
-        log.error("could not load the models: %s", exc)
-        return EXIT_MODELS
-    except ImportError as exc:
-        log.error("%s", exc)
-        return EXIT_ERROR
-    options = run_options(args, models, device)
-    if args.compile:  # one compiled wrapper for every job of a batch
-        from .pipeline.compiled import maybe_compile
-
-        models.unet = maybe_compile(models.unet, True, device=device, frames=options.sampler.chunk_frames,
-                                    fixed_batch=options.sampler.batch_chunks)
+        return exc.exit_code
+    models, options = worker.models, worker.options
     runner.shards = None
     if getattr(args, "devices", None):  # --devices: a worker per device generates, this process streams the rest
         from .distributed.shard_cli import start_shards
@@ -388,7 +375,7 @@ def run_jobs(args: argparse.Namespace, jobs: list[Job], device: Any) -> int:
         for n, job in enumerate(todo, 1):
             label = f"[{n}/{len(todo)}] {Path(job.video).name}"
             try:
-                outcome = run_one(runner, job, label, models, options, runner.dtype)
+                outcome = run_one(runner, job, label, models, worker.options_for(job), runner.dtype)
             except KeyboardInterrupt as exc:
                 log.error("interrupted%s", f" ({exc})" if str(exc) else "")
                 return getattr(exc, "exit_code", EXIT_INTERRUPTED)

@@ -141,11 +141,19 @@ class BatchWorker:
         self.models = models
         return time.perf_counter() - start
 
+    def options_for(self, job: Job) -> Any:
+        """The runner's options for ``job``: the run's, with the job's own (a CSV/JSONL batch) applied."""
+        if not job.options:
+            return self.options
+        from ..cli_runner import run_options
+
+        return run_options(job_args(self.args, job), self.models, self.runner.device)
+
     def run(self, job: Job, label: str = "", bars: bool = False) -> JobResult:
         """Lip-sync one job: an identical earlier job's output from the job cache, else the models (loaded at the
         worker's first job) run it. A bad job becomes a failed result; WorkerSetupError when the models can't load.
         ``bars``: progress bars on this process's stderr (the local runner) instead of ``progress()`` reports."""
-        from ..cli_runner import run_one, run_options
+        from ..cli_runner import run_one
 
         self._cancel.clear()
         runner = self.job_runner()
@@ -158,9 +166,8 @@ class BatchWorker:
                            "total": 0}
         try:
             load_seconds = self.setup()
-            options = self.options if not job.options else run_options(job_args(self.args, job), self.models,
-                                                                       runner.device)
-            outcome = run_one(runner, job, label or Path(job.video).name, self.models, options, runner.dtype,
+            outcome = run_one(runner, job, label or Path(job.video).name, self.models, self.options_for(job),
+                              runner.dtype,
                               progress=None if bars else self._report)
         finally:
             with self._lock:
