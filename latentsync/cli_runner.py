@@ -155,6 +155,23 @@ class JobRunner:
             return Outcome("failed", f"{job.output} exists; pass --overwrite or choose another --output", EXIT_USAGE)
         return None
 
+    def triage_all(self) -> tuple[list[Job], int, Optional[Outcome]]:
+        """Every job triaged and those that end here recorded: (jobs left to run, failures, the first failure).
+        A single job's run stops at its failure; a batch goes on."""
+        if not self.jobs:
+            log.warning("no jobs found in %s", self.args.batch)
+        todo, failed = [], 0
+        for job in self.jobs:
+            outcome = self.triage(job)
+            if outcome is None:
+                todo.append(job)
+                continue
+            self.record(job, outcome)
+            failed += outcome.status == "failed"
+            if not self.args.batch and outcome.status == "failed":
+                return todo, failed, outcome
+        return todo, failed, None
+
     def from_cache(self, job: Job) -> Optional[Outcome]:
         """The earlier identical job's result delivered to ``job.output``, or None (no cache, no entry)."""
         from .job_cache import deliver
@@ -330,18 +347,9 @@ def run_jobs(args: argparse.Namespace, jobs: list[Job], device: Any) -> int:
     except UsageError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
-    if not jobs:
-        log.warning("no jobs found in %s", args.batch)
-    todo, failed = [], 0
-    for job in jobs:
-        outcome = runner.triage(job)
-        if outcome is None:
-            todo.append(job)
-            continue
-        runner.record(job, outcome)
-        failed += outcome.status == "failed"
-        if not args.batch and outcome.status == "failed":
-            return outcome.exit_code
+    todo, failed, stopped = runner.triage_all()
+    if stopped is not None:
+        return stopped.exit_code
     if not todo:
         return finish(runner, failed)
     if args.output_dir:

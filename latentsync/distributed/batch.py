@@ -111,16 +111,7 @@ def run_batch(args: argparse.Namespace, jobs: list[Job], *, use_ray: bool = Fals
     except UsageError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
-    if not jobs:
-        log.warning("no jobs found in %s", args.batch)
-    todo, failed = [], 0
-    for job in jobs:
-        outcome = driver.triage(job)
-        if outcome is None:
-            todo.append(job)
-        else:
-            driver.record(job, outcome)
-            failed += outcome.status == "failed"
+    todo, failed, _ = driver.triage_all()  # a batch: every job triaged
     if not todo:
         return finish(driver, failed)
     if args.output_dir:

@@ -1,4 +1,4 @@
-"""``latentsync train syncnet --config X.yaml [--out DIR] [--resume]``: the training command.
+"""``latentsync train syncnet|unet --config X.yaml [--out DIR] [--resume]``: the training command.
 
 One command for every scale: run it plainly for one process (a GPU if there is one, else the CPU), or under
 ``torchrun --nproc-per-node N [--nnodes M ...] -m latentsync train syncnet ...`` for N processes per host on M
@@ -54,12 +54,14 @@ def main(argv: Sequence[str], prog: str = "latentsync train") -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """Check the config, then train; errors become one line and an exit code."""
+    from .syncnet_config import ConfigError
+
     if args.model == "unet":
-        from .unet_cli import run_unet
-
-        return run_unet(args)
-    from .syncnet_config import ConfigError, load_config
-
+        from .unet_config import load_config
+        from .unet_loop import train_unet as train
+    else:
+        from .syncnet_config import load_config
+        from .syncnet_loop import train_syncnet as train
     try:
         cfg = load_config(args.config)
         if args.log_every < 1:
@@ -67,10 +69,8 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from .syncnet_loop import train_syncnet
-
     try:
-        result = train_syncnet(cfg, args.out, resume=args.resume, device=args.device, log_every=args.log_every)
+        result = train(cfg, args.out, resume=args.resume, device=args.device, log_every=args.log_every)
     except (ConfigError, ValueError, FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_ERROR
