@@ -97,7 +97,7 @@ class ShardPool:
             cuda = any(d.startswith("cuda") for d in self.devices)
             # The workers import this package from where the driver has it (a checkout is not installed).
             path = os.pathsep.join(p for p in (_package_root(), os.environ.get("PYTHONPATH")) if p)
-            ray.init(num_cpus=max(os.cpu_count() or 1, len(self.devices)),
+            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, len(self.devices)),
                      num_gpus=torch.cuda.device_count() if cuda else 0, include_dashboard=False,
                      logging_level=logging.WARNING, log_to_driver=log.isEnabledFor(logging.INFO),
                      runtime_env={"env_vars": {"PYTHONPATH": path}})
@@ -114,6 +114,7 @@ class ShardPool:
         self.load_s = max(seconds for _, seconds in ready)  # the models load in parallel
         self.start_s = time.perf_counter() - started
         self._pending: dict[Any, int] = {}  # windows handed out and not yet done -> their worker
+        self._assigned: Counter = Counter()  # windows handed to each worker so far (ties go to the least used)
         self.stats = ShardStats()
         self.last_stats = ShardStats()
         self._mask: Optional[tuple[torch.Tensor, Any]] = None
@@ -166,8 +167,8 @@ class ShardPool:
         return ShardJob(ref, worker, start, stop)
 
     def _least_busy(self) -> int:
-        """The worker with the fewest windows not yet done (windows of a failed video, never gathered, count only
-        until their worker finishes them)."""
+        """The worker with the fewest windows not yet done, and of those the one handed the fewest so far (idle
+        workers take turns); windows of a failed video, never gathered, count only until their worker finishes them."""
         import ray
 
         if self._pending:
@@ -175,7 +176,9 @@ class ShardPool:
             for ref in done:
                 del self._pending[ref]
         busy = Counter(self._pending.values())
-        return min(range(len(self.actors)), key=lambda i: (busy[i], i))
+        worker = min(range(len(self.actors)), key=lambda i: (busy[i], self._assigned[i], i))
+        self._assigned[worker] += 1
+        return worker
 
     def result(self, job: ShardJob) -> torch.Tensor:
         """The generated faces of ``job`` (CPU, [-1, 1]); waits for it."""

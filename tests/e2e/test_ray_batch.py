@@ -101,7 +101,7 @@ def ray_session():
     ray = pytest.importorskip("ray")
     repo = Path(cli.__file__).resolve().parents[1]
     # The workers import the repo's code, and the test venv's CUDA torchvision needs the CPU stub there too.
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(repo), str(repo / "tests")])},
                           "worker_process_setup_hook": "cpu_torchvision.stub_registrations_if_needed"})
     try:

@@ -29,7 +29,7 @@ def ray_cluster():
     env, handlers = dict(os.environ), list(logging.getLogger("latentsync").handlers)
     repo = Path(__file__).resolve().parents[2]
     # The workers import the repo's code, and the test venv's CUDA torchvision needs the CPU stub there too.
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(repo), str(repo / "tests")])},
                           "worker_process_setup_hook": "cpu_torchvision.stub_registrations_if_needed"})
     yield
