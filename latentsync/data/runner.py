@@ -220,9 +220,18 @@ def _results(src: Path, out: Path, todo: list[Path], options: PrepareOptions, wo
     devices = pick_devices(device, max(1, workers))
     cpus = os.cpu_count() or 1
     if workers <= 1 or len(todo) <= 1:
-        worker = Worker(options, devices[0], models_root)
-        for rel in todo:
-            yield process_input(src, out, rel, worker)
+        # The worker processes' thread count here too: float rounding (and so the aligned faces) then does not
+        # depend on whether a run, or a resumed run with one input left, used the pool.
+        import torch
+
+        saved = torch.get_num_threads()
+        torch.set_num_threads(max(1, cpus // max(1, workers)))
+        try:
+            worker = Worker(options, devices[0], models_root)
+            for rel in todo:
+                yield process_input(src, out, rel, worker)
+        finally:
+            torch.set_num_threads(saved)
         return
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
