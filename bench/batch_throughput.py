@@ -40,15 +40,6 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def peak_rss_mb() -> float:
-    """The process's peak resident memory (VmHWM), MB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def write_model_files(folder: Path, res: int, device: torch.device, smoke: bool) -> dict[str, str]:
     """Random full-size models written in the formats the loader reads; returns their paths."""
     from latentsync_impl import random_models
@@ -96,6 +87,8 @@ def main() -> None:
     from diffusers_import import autoencoder_kl
 
     autoencoder_kl()  # the GPU image's diffusers, imported without its broken transformers / peft
+    from bench_pipeline import vm_hwm_mb
+
     from latentsync.io.video import probe_video
     from latentsync.pipeline.loading import load_models
     from latentsync.pipeline.runner import RunOptions, lipsync_file
@@ -147,7 +140,7 @@ def main() -> None:
         "res": args.res, "deepcache": args.deepcache, "steps": args.steps, "video_frames": frames,
         "model_files_gb": sizes, "load_seconds": round(load_s, 2), "first_job_seconds": jobs[0]["seconds"],
         "job_seconds_median": job_s, "cores_busy_per_job": cores, "host_cores": host_cores,
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_mb": round(vm_hwm_mb(), 1),
         "peak_vram_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 2) if device.type == "cuda" else None,
         "jobs": jobs, "scaling_model_jobs": args.model_jobs,
         "scaling": scaling(load_s, job_s, cores, host_cores, args.model_jobs),

@@ -44,31 +44,16 @@ def rss_mb() -> float:
 
 
 def cut_clip(video: str, audio: str, frames: int, folder: Path) -> tuple[str, str]:
-    """The first ``frames`` frames of ``video`` (H.264) and the same span of ``audio`` (16 kHz wav)."""
-    import av
-
+    """The first ``frames`` frames of ``video`` (H.264, 25 fps) and the same span of ``audio`` (16 kHz wav)."""
     from latentsync.audio.waveform import load_16k_mono
+    from latentsync.io.decode import read_video
+    from latentsync.io.video import VideoWriter
+    from latentsync.metrics.offset import write_wav
 
     out_video, out_audio = folder / "clip.mp4", folder / "clip.wav"
-    with av.open(video) as src, av.open(str(out_video), "w") as dst:
-        stream = src.streams.video[0]
-        out = dst.add_stream("libx264", rate=25)
-        out.width, out.height, out.pix_fmt = stream.codec_context.width, stream.codec_context.height, "yuv420p"
-        for i, frame in enumerate(src.decode(stream)):
-            if i >= frames:
-                break
-            for packet in out.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")):
-                dst.mux(packet)
-        for packet in out.encode():
-            dst.mux(packet)
-    wav = load_16k_mono(audio)[: frames * 640]
-    import wave
-
-    with wave.open(str(out_audio), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes((wav.clamp(-1, 1) * 32767).round().short().numpy().tobytes())
+    with VideoWriter(out_video, 25) as writer:
+        writer.write(read_video(video).frames[:frames])
+    write_wav(out_audio, load_16k_mono(audio)[: frames * 640], 16000)
     return str(out_video), str(out_audio)
 
 
