@@ -32,8 +32,6 @@ from .exit_codes import (EXIT_BATCH, EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPTED, E
 from .locations import default_models_dir
 from .face import detector_registry
 from .options import add_cli_argument
-from .presets import PRESETS
-from .presets import describe as describe_preset
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_IMAGE, DEMO_AUDIO, DEMO_OUTPUT = ASSETS / "astronaut.jpg", ASSETS / "demo_speech.flac", "latentsync_demo.mp4"
@@ -100,9 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--vae", help="explicit VAE (diffusers folder or .safetensors)")
     m.add_argument("--no-download", action="store_true", help="never download missing model files")
     s = p.add_argument_group("sampling")
-    s.add_argument("--quality", choices=list(PRESETS), default=None,
-                   help="quality preset, explicit options win over it: " + "; ".join(describe_preset(n) for n in PRESETS))
-    for name in ("steps", "guidance", "seed", "deepcache"):  # flags, defaults and help from latentsync/options.py
+    for name in ("quality", "steps", "guidance", "seed", "deepcache"):  # flags, defaults, help: latentsync/options.py
         add_cli_argument(s, name)
     s.add_argument("--noise-on-cpu", action="store_true", help="draw noise on the CPU (same result on any device)")
     for name in ("length_policy", "keep_silent_mouth", "posterior"):

@@ -8,8 +8,9 @@ fails when a node, the command line and the library dataclasses disagree on a de
 (no torch): the command line's ``--help`` and the nodes' inputs read it.
 
 Node input names and choice labels are frozen (saved workflows store them), so a few options are shown to nodes
-differently from the library: ``face_index`` "largest" is the node's -1, ``posterior`` "sample" is the node's
-"sample (upstream)".
+differently from the library (:data:`NODE_VALUES`): ``face_index`` "largest" is the node's -1, ``posterior``
+"sample" is the node's "sample (upstream)", no ``quality`` preset (None) is the node's "custom", the sync gate off
+(``min_sync`` None) is the node's 0.
 """
 
 from __future__ import annotations
@@ -20,12 +21,22 @@ from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 from .configs import (DEFAULT_DEEPCACHE, DEFAULT_GUIDANCE, DEFAULT_SEED, DEFAULT_STEPS, LENGTH_POLICIES,
-                      UPSTREAM_FPS)
+                      SYNC_GATE_RETRIES, UPSTREAM_FPS)
 from .face.detector_registry import choices as detector_choices
 from .option_checks import SPECS, parse_number
+from .presets import PRESETS
+from .presets import describe as describe_preset
 
 LARGEST_FACE_NODE = -1  # the nodes' face_index for "largest" (an INT widget)
 POSTERIOR_NODE_LABELS = {"sample": "sample (upstream)", "mean": "mean"}  # library value -> node label (frozen)
+NO_PRESET_NODE = "custom"  # the nodes' quality for "no preset" (the command line's default None)
+GATE_OFF_NODE = 0.0  # the nodes' min_sync for "gate off" (the library's and the command line's None)
+NODE_VALUES: dict[str, dict[Any, Any]] = {  # option -> {library value: node value} where they differ (frozen)
+    "face_index": {"largest": LARGEST_FACE_NODE},
+    "posterior": POSTERIOR_NODE_LABELS,
+    "quality": {None: NO_PRESET_NODE},
+    "min_sync": {None: GATE_OFF_NODE},
+}
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,10 @@ class Option:
     field: Optional[str] = None
     step: Optional[float] = None
     cli_help: str = ""  # what only the command line adds (another accepted spelling, a 0 = auto)
+    node_help: str = ""  # what only the nodes add (a widget value that means "off", another input it needs)
     preset: bool = False  # set by --quality when not given (the CLI's argparse default is then None)
+    requires: Optional[str] = None  # only together with this option; on the command line its default applies then
+    metavar: Optional[str] = None  # the command line's placeholder in --help (argparse's own when None)
 
     @property
     def low(self) -> Any:
@@ -98,6 +112,23 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("length_policy", str, "pingpong", "How the video follows the audio's length: pingpong (upstream: a "
            "longer video is cut, a shorter one plays forward and backward), loop, trim, hold_last, pad_audio; a "
            "still image is always held.", choices=LENGTH_POLICIES, flag="--length-policy", field="length_policy"),
+    Option("quality", str, None, "Quality preset (steps, guidance, DeepCache and the release it is meant for); "
+           "options set explicitly win over it: " + "; ".join(describe_preset(n) for n in PRESETS) + ".",
+           choices=tuple(PRESETS), flag="--quality", node_help="custom: no preset, the widgets as set; widgets "
+           "changed from their defaults win over the preset, and the release is the loader's (a mismatch is "
+           "reported).", cli_help="--version is set from the preset unless given"),
+    Option("min_sync", float, None, "Sync gate: every ~3 s segment of the result is scored with SyncNet; one below "
+           "this confidence is generated again with new seeds (up to the sync retries), and when none reaches it "
+           "the original frames are kept; every decision is reported. Real in-sync talking heads score about 5-9.",
+           spec="min_sync", flag="--min-sync", field="min_sync", step=0.1, metavar="X",
+           cli_help="needs auxiliary/syncnet_v2.model", node_help="0 = off. Needs the syncnet input (LatentSync "
+           "Load SyncNet)."),
+    Option("sync_retries", int, SYNC_GATE_RETRIES, "Sync gate: new seeds tried per segment below min_sync before "
+           "its original frames pass through.", spec="sync_retries", flag="--sync-retries", field="sync_retries",
+           requires="min_sync", metavar="N", cli_help="only with --min-sync"),
+    Option("cut_log", str, None, "Append one JSON line per cut (per segment with the sync gate, else per job) to "
+           "this file: version, steps, guidance, seed, DeepCache, sync score, gate decision, timings.",
+           flag="--cut-log", metavar="PATH"),
     Option("crf", int, 18, "H.264 quality, lower is better (18 is visually lossless).", spec="crf", flag="--crf",
            field="crf"),
     Option("fps", float, UPSTREAM_FPS, "Frame rate for still-image inputs.", spec="fps", flag="--fps",
@@ -113,35 +144,32 @@ def node_input(name: str, *, tooltip: Optional[str] = None, **extra: Any) -> tup
     """The ComfyUI input of option ``name`` (type, default, range, tooltip from :data:`OPTIONS`); ``extra`` adds
     widget settings (e.g. ``min=-2`` for Face Align Crop's speaker choice)."""
     o = OPTIONS[name]
-    info: dict[str, Any] = {}
+    shown = NODE_VALUES.get(name, {})
+    info: dict[str, Any] = {"default": shown.get(o.default, o.default)}
     if name == "face_index":  # an INT widget: -1 = largest
-        kind, info = "INT", {"default": LARGEST_FACE_NODE, "min": LARGEST_FACE_NODE, "max": o.high}
-    elif name == "posterior":
-        kind = [POSTERIOR_NODE_LABELS[c] for c in o.choices]
-        info = {"default": POSTERIOR_NODE_LABELS[o.default]}
-    elif o.choices:
-        kind, info = list(o.choices), {"default": o.default}
+        kind = "INT"
+        info.update(min=LARGEST_FACE_NODE, max=o.high)
+    elif o.choices:  # a default outside the choices (no quality preset) is the first choice
+        kind = [shown.get(c, c) for c in ((() if o.default in o.choices else (o.default,)) + o.choices)]
     elif o.kind is bool:
-        kind, info = "BOOLEAN", {"default": o.default}
+        kind = "BOOLEAN"
+    elif o.kind is str:
+        kind = "STRING"
     else:
         kind = "INT" if o.kind is int else "FLOAT"
-        info = {"default": o.default}
         if o.spec:
             info.update(min=o.low, max=o.high)
         if o.step is not None:
             info["step"] = o.step
     info.update(extra)
-    info["tooltip"] = tooltip or o.help
+    info["tooltip"] = tooltip or " ".join(t for t in (o.help, o.node_help) if t)
     return (kind, info)
 
 
 def node_default(name: str, value: Any) -> Any:
-    """A node widget's value in the library's terms (face_index -1 -> "largest", "sample (upstream)" -> "sample")."""
-    if name == "face_index":
-        return "largest" if value == LARGEST_FACE_NODE else value
-    if name == "posterior":
-        return {label: key for key, label in POSTERIOR_NODE_LABELS.items()}.get(value, value)
-    return value
+    """A node widget's value in the library's terms (face_index -1 -> "largest", "sample (upstream)" -> "sample",
+    quality "custom" -> None, min_sync 0 -> None)."""
+    return {shown: key for key, shown in NODE_VALUES.get(name, {}).items()}.get(value, value)
 
 
 def add_cli_argument(group: Any, name: str, *aliases: str, **extra: Any) -> None:
@@ -149,18 +177,21 @@ def add_cli_argument(group: Any, name: str, *aliases: str, **extra: Any) -> None
     o = OPTIONS[name]
     text = o.help.rstrip(".") + (f"; {o.cli_help}" if o.cli_help else "")
     kwargs: dict[str, Any] = {}
+    later = o.preset or o.requires  # the argparse default is None: --quality or the check fills it in
     if o.kind is bool and o.default:
-        kwargs.update(action=argparse.BooleanOptionalAction, default=None if o.preset else o.default)
+        kwargs.update(action=argparse.BooleanOptionalAction, default=None if later else o.default)
     elif o.kind is bool or name == "posterior":  # off by default: a switch (--posterior-mean picks "mean")
         kwargs.update(action="store_true")
     elif o.choices:
         kwargs.update(default=o.default, choices=list(o.choices))
-    elif name == "face_index":
+    elif name == "face_index" or o.kind is str:
         kwargs.update(default=o.default)
     else:
-        kwargs.update(type=parse_number, default=None if o.preset else o.default)
+        kwargs.update(type=parse_number, default=None if later else o.default)
         text += f" ({o.range_text()})"
-    default = "on" if o.default is True else "off" if o.default is False else o.default
+    if o.metavar:
+        kwargs["metavar"] = o.metavar
+    default = "on" if o.default is True else "off" if o.default is False or o.default is None else o.default
     kwargs["help"] = f"{text} (default {default})".replace("%", "%%")
     kwargs.update(extra)
     group.add_argument(o.flag, *aliases, **kwargs)
@@ -179,17 +210,19 @@ def markdown() -> str:
              "Generated by `python -m latentsync.options --markdown docs/options.md` from `latentsync/options.py`; "
              "tests/unit/test_option_defaults.py fails when this file is out of date or a node, the command line "
              "and the library disagree on a default.", "",
-             "Nodes show `face_index` \"largest\" as -1 and `posterior` \"sample\" as \"sample (upstream)\". "
-             "Quality presets (`--quality`, the nodes' `quality` input) change steps, guidance and DeepCache; "
-             "options set explicitly win.", "",
+             "Nodes show `face_index` \"largest\" as -1, `posterior` \"sample\" as \"sample (upstream)\", no "
+             "`quality` preset (off) as \"custom\" and `min_sync` off as 0. Quality presets change steps, guidance "
+             "and DeepCache; options set explicitly win.", "",
              "| option | type | default | range / choices | command line | library | help |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for o in OPTIONS.values():
         flag = f"`{o.flag}`" if o.flag else ""
         where = f"`{'SamplerOptions.' + o.field[8:] if o.field.startswith('sampler.') else 'RunOptions.' + o.field}`" \
             if o.field else ""
-        help_text = o.help + (f" Command line: {o.cli_help}." if o.cli_help else "")
-        lines.append(f"| `{o.name}` | {o.kind.__name__} | `{o.default}` | {o.range_text()} | {flag} | {where} | "
+        help_text = o.help + (f" Command line: {o.cli_help}." if o.cli_help else "") + (
+            f" Nodes: {o.node_help}" if o.node_help else "")
+        default = "off" if o.default is None else o.default
+        lines.append(f"| `{o.name}` | {o.kind.__name__} | `{default}` | {o.range_text()} | {flag} | {where} | "
                      f"{help_text} |")
     return "\n".join(lines) + "\n"
 

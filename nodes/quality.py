@@ -12,28 +12,33 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-CUSTOM = "custom"
-TOOLTIP = (
-    "Quality preset. custom: the widgets as set. draft: 10 steps, guidance 1.5, DeepCache on (meant for 1.5, 256 px); "
-    "standard: 20 steps, guidance 1.5, DeepCache on (1.6, 512 px); close-up: 30 steps, guidance 2.0, DeepCache off "
-    "(1.6). Widgets changed from their defaults win over the preset."
-)
-
 
 def choices() -> list[str]:
-    """``custom`` and the library's preset names."""
-    from ..latentsync.presets import PRESETS
+    """``custom`` (no preset) and the library's preset names: the input as latentsync/options.py declares it."""
+    from ..latentsync.options import node_input
 
-    return [CUSTOM] + list(PRESETS)
+    return node_input("quality")[0]
+
+
+def __getattr__(name: str) -> Any:
+    """``CUSTOM`` and ``TOOLTIP`` read from latentsync/options.py (the input's one declaration), for nodes still
+    spelling the input out instead of ``node_input("quality")``."""
+    from ..latentsync.options import NO_PRESET_NODE, node_input
+
+    if name == "CUSTOM":
+        return NO_PRESET_NODE
+    if name == "TOOLTIP":
+        return node_input("quality")[1]["tooltip"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def apply(quality: str, steps: Any, guidance: Any, deepcache: Any, resolution: int) -> tuple[Any, Any, Any]:
     """(steps, guidance, deepcache) after the preset; widgets changed from their defaults are kept."""
     from ..latentsync.configs import RESOLUTION_BY_VERSION
-    from ..latentsync.options import OPTIONS
+    from ..latentsync.options import OPTIONS, node_default
     from ..latentsync.presets import PRESETS, resolve
 
-    if not quality or quality == CUSTOM:
+    if not quality or node_default("quality", quality) is None:  # "custom": no preset
         return steps, guidance, deepcache
     if quality not in PRESETS:
         raise ValueError(f"quality must be one of {', '.join(choices())}, got {quality!r}.")

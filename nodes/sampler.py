@@ -103,7 +103,7 @@ class LatentSyncSampler:
                 "posterior": node_input("posterior"),
                 "compile": node_input("compile"),
                 "batch_chunks": node_input("batch_chunks"),
-                "quality": (presets.choices(), {"default": presets.CUSTOM, "tooltip": presets.TOOLTIP}),
+                "quality": node_input("quality"),
             },
         }
 

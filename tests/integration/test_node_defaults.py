@@ -9,10 +9,11 @@ from latentsync import options as opts
 
 SHARED = {  # node -> its inputs that are declared options (node input name -> option name)
     "LatentSyncSampler": {n: n for n in ("seed", "steps", "guidance", "deepcache", "frame_offset", "keep_silent_mouth",
-                                         "posterior", "compile", "batch_chunks")},
+                                         "posterior", "compile", "batch_chunks", "quality")},
     "LatentSyncVideoFile": {n: n for n in ("seed", "steps", "guidance", "deepcache", "detector", "face_index",
                                            "length_policy", "crf", "compile", "batch_chunks", "require_face",
-                                           "keep_silent_mouth", "posterior", "smooth")},
+                                           "keep_silent_mouth", "posterior", "smooth", "quality", "min_sync",
+                                           "sync_retries")},
     "LatentSyncFaceAlignCrop": {"detector": "detector", "face_index": "face_index", "smooth": "smooth"},
     "LatentSyncMatchLength": {"policy": "length_policy"},
 }
@@ -29,5 +30,5 @@ def test_node_defaults_are_the_declared_ones(comfy, node):
         assert opts.node_default(option, widget.get("default")) == declared.default, (node, input_name)
         if declared.spec and option != "face_index":
             assert (widget["min"], widget["max"]) == (declared.low, declared.high), (node, input_name)
-        if declared.choices and option not in ("posterior", "detector"):
-            assert list(spec[0]) == list(declared.choices), (node, input_name)
+        if declared.choices and option != "detector":  # the nodes' labels: "sample (upstream)", "custom"
+            assert list(spec[0]) == list(opts.node_input(option)[0]), (node, input_name)

@@ -10,17 +10,26 @@ import pytest
 from latentsync import options as opts
 from latentsync.cli import build_parser
 from latentsync.cli_checks import apply_quality
+from latentsync.cli_gate import check_gate
 from latentsync.pipeline.runner import RunOptions
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "options.md"
 CLI_EXCEPTIONS = {"batch_chunks": 0}  # the command's 0 = auto (1, or 2 at 256 px on a GPU: the same result)
+FLAGS = [o.name for o in opts.OPTIONS.values() if o.flag]
 
 
-def cli_defaults() -> dict:
-    """What the command does with no options, in the library's terms."""
-    args = build_parser().parse_args([])
+def cli_defaults(*argv: str) -> dict:
+    """What the command does with no other options, in the library's terms (after --quality and the gate check)."""
+    args = build_parser().parse_args(list(argv))
     apply_quality(args)
+    check_gate(args)
     return {o.name: opts.cli_value(args, o.name) for o in opts.OPTIONS.values() if o.flag}
+
+
+def cli_default(name: str):
+    """Option ``name``'s default on the command line; one that goes with another option is read with that one."""
+    required = opts.OPTIONS[opts.OPTIONS[name].requires] if opts.OPTIONS[name].requires else None
+    return cli_defaults(*([required.flag, "3"] if required else []))[name]
 
 
 def library_value(field: str):
@@ -28,9 +37,28 @@ def library_value(field: str):
     return getattr(run.sampler, field[len("sampler."):]) if field.startswith("sampler.") else getattr(run, field)
 
 
-@pytest.mark.parametrize("name", [o.name for o in opts.OPTIONS.values() if o.flag])
+@pytest.mark.parametrize("name", FLAGS)
 def test_cli_default_is_the_declared_one(name):
-    assert cli_defaults()[name] == CLI_EXCEPTIONS.get(name, opts.OPTIONS[name].default)
+    assert cli_default(name) == CLI_EXCEPTIONS.get(name, opts.OPTIONS[name].default)
+
+
+@pytest.mark.parametrize("name", [n for n in FLAGS if n not in CLI_EXCEPTIONS and n != "cut_log"])  # cut_log: CLI only
+def test_node_and_cli_defaults_agree(name):
+    """A node input rendered from the table means, at its default, what the command does without the flag."""
+    kind, info = opts.node_input(name)
+    assert opts.node_default(name, info["default"]) == cli_default(name), name
+
+
+def test_cli_flags_keep_their_behaviour():
+    """The flags rendered from the table parse as they always did (no preset and the gate off by default)."""
+    parser = build_parser()
+    args = parser.parse_args(["--quality", "close-up", "--min-sync", "3.5", "--sync-retries", "1", "--cut-log", "c"])
+    assert (args.quality, args.min_sync, args.sync_retries, args.cut_log) == ("close-up", 3.5, 1, "c")
+    args = parser.parse_args([])
+    assert (args.quality, args.min_sync, args.sync_retries, args.cut_log) == (None, None, None, None)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--quality", opts.NO_PRESET_NODE])  # "custom" is the nodes' word; the flag is left out
+    assert opts.node_input("quality")[0] == [opts.NO_PRESET_NODE, "draft", "standard", "close-up"]  # frozen
 
 
 @pytest.mark.parametrize("name", [o.name for o in opts.OPTIONS.values() if o.field])
