@@ -12,7 +12,6 @@ Nothing is built at import; every writer takes a seed and leaves the global rand
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any, Mapping, Optional
 
 import torch
 
-from .configs import UNET_STAGE2
+from .configs import unet_config
 
 RESOLUTION = 64  # face size of the tiny U-Net (8x8 latents)
 UNET_NAME = "tiny/unet_tiny.pt"
@@ -32,12 +31,22 @@ SD_VAE_NAME = "sd-vae-random-test.safetensors"
 SD_VAE_CHANNELS = (128, 256, 512, 512)
 
 
-def tiny_unet_config() -> dict[str, Any]:
-    """Upstream's stage2 U-Net config with 32/32/32/64 channels and two heads (the parity fixtures' shape)."""
-    config = copy.deepcopy(UNET_STAGE2)
+def tiny_unet_config(variant: str = "stage2", **overrides: Any) -> dict[str, Any]:
+    """A released U-Net config (upstream's stage2 unless ``variant``) with 32/32/32/64 channels and two heads (the
+    parity fixtures' shape); ``overrides`` replace top-level keys (e.g. ``cross_attention_dim=32``)."""
+    config = unet_config(variant)
     config.update(attention_head_dim=2, block_out_channels=[32, 32, 32, 64])
     config["motion_module_kwargs"]["num_attention_heads"] = 2
+    config.update(overrides)
     return config
+
+
+def tiny_vae_config(sample_size: int = 256) -> dict[str, Any]:
+    """A small diffusers AutoencoderKL's arguments: sd-vae-ft-mse's 4 blocks at 32 channels, one layer each
+    (``sample_size`` only sets diffusers' tiling size; the weights do not depend on it)."""
+    return {"block_out_channels": [32, 32, 32, 32], "down_block_types": ["DownEncoderBlock2D"] * 4,
+            "up_block_types": ["UpDecoderBlock2D"] * 4, "layers_per_block": 1, "latent_channels": 4,
+            "norm_num_groups": 32, "sample_size": sample_size}
 
 
 def save_unet(path: Path, state: Mapping[str, torch.Tensor], config: Mapping[str, Any], resolution: int = RESOLUTION) -> Path:
@@ -85,9 +94,7 @@ def write_vae_folder(folder: Path, seed: int = 0) -> Path:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        vae = AutoencoderKL(block_out_channels=[32, 32, 32, 32], down_block_types=["DownEncoderBlock2D"] * 4,
-                            up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=1, latent_channels=4,
-                            norm_num_groups=32, sample_size=256)
+        vae = AutoencoderKL(**tiny_vae_config())
     path = folder / VAE_FOLDER_NAME
     vae.save_pretrained(str(path))
     return path

@@ -17,23 +17,17 @@ from latentsync.configs import unet_config
 from latentsync.models.checkpoint import CheckpointError
 from latentsync.models.layers import temporal_position_table
 from latentsync.models.unet import UNet3DConditionModel, load_unet, unet_state_dict_shapes
+from latentsync.tiny_models import tiny_unet_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PE = ".pos_encoder.pe"
-
-
-def tiny_config(variant: str = "stage2") -> dict:
-    config = unet_config(variant)
-    config.update(block_out_channels=[32, 32, 32, 64], attention_head_dim=2)
-    config["motion_module_kwargs"]["num_attention_heads"] = 2
-    return config
 
 
 @pytest.fixture(scope="module")
 def source() -> tuple[UNet3DConditionModel, dict[str, torch.Tensor]]:
     torch.manual_seed(0)
     # requires_grad off as in load_unet: CPU kernels differ (~1e-6) between the two settings
-    model = UNet3DConditionModel(tiny_config()).eval().requires_grad_(False)
+    model = UNet3DConditionModel(tiny_unet_config()).eval().requires_grad_(False)
     return model, {k: v.clone() for k, v in model.state_dict().items()}
 
 
@@ -51,9 +45,9 @@ def save_pt(path: Path, state: dict[str, torch.Tensor], **extra) -> Path:
 @torch.no_grad()
 def test_upstream_pt_and_safetensors_load_identically(tmp_path, source, probe):
     model, state = source
-    pt = load_unet(save_pt(tmp_path / "latentsync_unet.pt", state), tiny_config())
+    pt = load_unet(save_pt(tmp_path / "latentsync_unet.pt", state), tiny_unet_config())
     save_file(state, str(tmp_path / "unet.safetensors"))
-    st = load_unet(tmp_path / "unet.safetensors", tiny_config())
+    st = load_unet(tmp_path / "unet.safetensors", tiny_unet_config())
     want = model(*probe)
     torch.testing.assert_close(pt(*probe), want, atol=0, rtol=0)
     torch.testing.assert_close(st(*probe), want, atol=0, rtol=0)
@@ -71,7 +65,7 @@ def test_strict_load_names_file_config_and_every_bad_key(tmp_path, source):
     bad["conv_out.weight"] = torch.zeros(5, 32, 3, 3)
     path = save_pt(tmp_path / "broken.pt", bad)
     with pytest.raises(CheckpointError) as err:
-        load_unet(path, tiny_config())
+        load_unet(path, tiny_unet_config())
     text = str(err.value)
     for needle in (str(path), "block_out_channels=[32, 32, 32, 64]", "missing from the file (1)", "conv_in.bias",
                    "unexpected in the file (1)", "extra.layer.weight", "shape mismatch (1)",
@@ -92,7 +86,7 @@ def test_missing_position_tables_are_recomputed(tmp_path, source, probe):
     without = {k: v for k, v in state.items() if not k.endswith(PE)}
     assert len(without) < len(state)
     save_file(without, str(tmp_path / "nope.safetensors"))
-    loaded = load_unet(tmp_path / "nope.safetensors", tiny_config())
+    loaded = load_unet(tmp_path / "nope.safetensors", tiny_unet_config())
     for key, buf in loaded.state_dict().items():
         if key.endswith(PE):
             torch.testing.assert_close(buf, temporal_position_table(*buf.shape[1:]), atol=0, rtol=0)
@@ -105,7 +99,7 @@ def test_odd_position_tables_are_kept_with_a_warning(tmp_path, source, caplog):
     odd = dict(state)
     odd[key] = state[key] + 0.01
     with caplog.at_level(logging.WARNING, logger="latentsync.models.unet_loader"):
-        loaded = load_unet(save_pt(tmp_path / "odd.pt", odd), tiny_config())
+        loaded = load_unet(save_pt(tmp_path / "odd.pt", odd), tiny_unet_config())
     assert "1 of 40 pos_encoder.pe tables differ" in caplog.text
     torch.testing.assert_close(loaded.state_dict()[key], odd[key])
 
@@ -114,7 +108,7 @@ def test_odd_position_tables_are_kept_with_a_warning(tmp_path, source, caplog):
 def test_file_dtype_is_converted(tmp_path, source, file_dtype, model_dtype):
     _, state = source
     path = save_pt(tmp_path / "cast.pt", {k: v.to(file_dtype) for k, v in state.items()})
-    loaded = load_unet(path, tiny_config(), dtype=model_dtype)
+    loaded = load_unet(path, tiny_unet_config(), dtype=model_dtype)
     got = loaded.state_dict()
     assert all(t.dtype == model_dtype for t in got.values())
     key = "up_blocks.3.attentions.2.transformer_blocks.0.attn2.to_k.weight"
@@ -132,7 +126,7 @@ def test_truncated_file_is_reported(tmp_path, source, suffix):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        load_unet(path, tiny_config())
+        load_unet(path, tiny_unet_config())
 
 
 class _Payload:
@@ -150,7 +144,7 @@ def test_malicious_pickle_is_refused(tmp_path, source):
     marker = tmp_path / "pwned"
     path = save_pt(tmp_path / "evil.pt", {"conv_in.bias": state["conv_in.bias"]}, payload=_Payload(marker))
     with pytest.raises(CheckpointError, match="Refused"):
-        load_unet(path, tiny_config())
+        load_unet(path, tiny_unet_config())
     assert not marker.exists()
     # the payload is live: an unsafe load would have run it
     proof = tmp_path / "proof"
@@ -162,18 +156,18 @@ def test_malicious_pickle_is_refused(tmp_path, source):
 @torch.no_grad()
 def test_stage2_efficient_checkpoint_gets_a_hint(tmp_path, probe):
     torch.manual_seed(1)
-    efficient = UNet3DConditionModel(tiny_config("stage2_efficient")).eval().requires_grad_(False)
+    efficient = UNet3DConditionModel(tiny_unet_config("stage2_efficient")).eval().requires_grad_(False)
     path = save_pt(tmp_path / "efficient.pt", efficient.state_dict())
     with pytest.raises(CheckpointError) as err:
-        load_unet(path, tiny_config())
+        load_unet(path, tiny_unet_config())
     assert "stage2_efficient" in str(err.value) and "down-block motion modules" in str(err.value)
-    loaded = load_unet(path, tiny_config("stage2_efficient"))
+    loaded = load_unet(path, tiny_unet_config("stage2_efficient"))
     torch.testing.assert_close(loaded(*probe), efficient(*probe), atol=0, rtol=0)
 
 
 def test_state_dict_shapes_match_a_built_model(source):
     model, _ = source
-    assert unet_state_dict_shapes(tiny_config()) == {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert unet_state_dict_shapes(tiny_unet_config()) == {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 _FULL_SIZE_LOAD = r"""

@@ -13,6 +13,7 @@ from torch import nn
 
 from latentsync.configs import unet_config
 from latentsync.models.unet import DeepCacheState, UNet3DConditionModel, unet_state_dict_shapes
+from latentsync.tiny_models import tiny_unet_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,18 +37,10 @@ def read_key_table(path: Path) -> dict[str, tuple[int, ...]]:
     return table
 
 
-def tiny_config(**overrides) -> dict:
-    config = unet_config("stage2")
-    config.update(block_out_channels=[32, 32, 32, 64], attention_head_dim=2)
-    config["motion_module_kwargs"]["num_attention_heads"] = 2
-    config.update(overrides)
-    return config
-
-
 @pytest.fixture(scope="module")
 def tiny() -> UNet3DConditionModel:
     torch.manual_seed(0)
-    return UNet3DConditionModel(tiny_config()).eval()
+    return UNet3DConditionModel(tiny_unet_config()).eval()
 
 
 @pytest.mark.parametrize(
@@ -102,7 +95,7 @@ def test_every_layer_is_built_through_operations():
 
     ops = SimpleNamespace(**{n: tracked(getattr(nn, n)) for n in ("Linear", "Conv2d", "GroupNorm", "LayerNorm")})
     with torch.device("meta"):
-        model = UNet3DConditionModel(tiny_config(), operations=ops)
+        model = UNet3DConditionModel(tiny_unet_config(), operations=ops)
     layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.GroupNorm, nn.LayerNorm))]
     assert layers and len(layers) == len(made)
     assert all(any(m is x for x in made) for m in layers)
@@ -112,7 +105,7 @@ def test_every_layer_is_built_through_operations():
 
 def test_operations_without_required_classes_is_refused():
     with pytest.raises(TypeError, match="GroupNorm"):
-        UNet3DConditionModel(tiny_config(), operations=SimpleNamespace(Linear=nn.Linear, Conv2d=nn.Conv2d,
+        UNet3DConditionModel(tiny_unet_config(), operations=SimpleNamespace(Linear=nn.Linear, Conv2d=nn.Conv2d,
                                                                        LayerNorm=nn.LayerNorm))
 
 
@@ -128,7 +121,7 @@ def test_operations_without_required_classes_is_refused():
 )
 def test_unsupported_config_is_refused(overrides, word):
     with pytest.raises(ValueError, match=word):
-        UNet3DConditionModel(tiny_config(**overrides))
+        UNet3DConditionModel(tiny_unet_config(**overrides))
 
 
 def _inputs(batch=1, frames=3, h=16, w=16, audio=True):

@@ -11,7 +11,7 @@ import yaml
 
 from latentsync.metrics import tiny
 from latentsync.metrics.stable_syncnet import StableSyncNet
-from latentsync.tiny_models import tiny_unet_config
+from latentsync.tiny_models import tiny_unet_config, tiny_vae_config
 from latentsync.train import unet_fixture_nets as nets
 from latentsync.data.unet_samples import UNetClip, UNetSamples
 from latentsync.train.unet_step import LossNets
@@ -23,16 +23,12 @@ SYNCNET = {
     "visual_encoder": {"in_channels": 3 * FRAMES, "block_out_channels": [32, 32, 32],
                        "downsample_factors": [[2, 4], 4, 1], "attn_blocks": [0, 0, 0], "dropout": 0.0},
 }
-VAE = {"block_out_channels": [32, 32, 32, 32], "down_block_types": ["DownEncoderBlock2D"] * 4,
-       "up_block_types": ["UpDecoderBlock2D"] * 4, "layers_per_block": 1, "latent_channels": 4,
-       "norm_num_groups": 32, "sample_size": RES}
+VAE = tiny_vae_config(sample_size=RES)
 
 
 def unet_model_config(motion: bool) -> dict:
     """The tiny U-Net (one layer per block, 32-wide audio)."""
-    config = tiny_unet_config()
-    config.update(layers_per_block=1, cross_attention_dim=DIM, use_motion_module=motion, sample_size=RES // 8)
-    return config
+    return tiny_unet_config(layers_per_block=1, cross_attention_dim=DIM, use_motion_module=motion, sample_size=RES // 8)
 
 
 def raw_config(stage: str = "stage1", **run) -> dict:

@@ -41,9 +41,6 @@ SYNCNET_CONFIG = {
     "visual_encoder": {"in_channels": 3 * FRAMES, "block_out_channels": [32, 32, 32],
                        "downsample_factors": [[2, 4], 4, 1], "attn_blocks": [0, 1, 0], "dropout": 0.0},
 }
-VAE_CONFIG = {"block_out_channels": [32, 32, 32, 32], "down_block_types": ["DownEncoderBlock2D"] * 4,
-              "up_block_types": ["UpDecoderBlock2D"] * 4, "layers_per_block": 1, "latent_channels": 4,
-              "norm_num_groups": 32, "sample_size": RESOLUTION}
 # upstream's configs/unet/stage*.yaml "run" sections (the keys the step reads), at tiny sizes
 STAGES = {
     "stage1": {"use_motion_module": False, "motion_module_decoder_only": False, "trainable_modules": [],
@@ -161,7 +158,7 @@ def run_stage(name: str, stage: dict, ours, upstream: str, batch: dict) -> dict:
     config = unet_config(ours, stage)
     unet = UNet3DConditionModel.from_config(config)
     unet.load_state_dict(nets.unet_state(config, WEIGHT_SEED), strict=True)
-    vae = AutoencoderKL(**VAE_CONFIG)
+    vae = AutoencoderKL(**ours.tiny_models.tiny_vae_config(RESOLUTION))
     vae.load_state_dict(nets.vae_state(vae.state_dict(), WEIGHT_SEED), strict=True)
     vae.requires_grad_(False)
     scheduler = DDIMScheduler.from_pretrained(os.path.join(upstream, "configs"))
@@ -315,7 +312,8 @@ def main() -> None:
         "seeds": {"weights": WEIGHT_SEED, "data": DATA_SEED, "step": STEP_SEED},
         "sizes": {"batch": BATCH, "frames": FRAMES, "resolution": RESOLUTION, "audio_tokens": AUDIO_TOKENS,
                   "audio_dim": AUDIO_DIM, "syncnet_resolution": SYNCNET_RESOLUTION, "trepa_dim": TREPA_DIM},
-        "syncnet_config": SYNCNET_CONFIG, "vae_config": VAE_CONFIG, "stages": stages, "check": CHECK, "observed": OBSERVED,
+        "syncnet_config": SYNCNET_CONFIG, "vae_config": ours.tiny_models.tiny_vae_config(RESOLUTION),
+        "stages": stages, "check": CHECK, "observed": OBSERVED,
         "stand_ins": ["float32 on the CPU instead of float16 + autocast + GradScaler on CUDA",
                       "hashed random weights (latentsync.metrics.tiny.init_state) for U-Net, VAE, StableSyncNet, "
                       "LPIPS' VGG16 + linear layers",
