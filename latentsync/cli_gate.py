@@ -52,14 +52,17 @@ def check_gate(args: argparse.Namespace) -> None:
 
 
 def load_gate_models(runner: Any) -> Optional[int]:
-    """With ``--min-sync``: SyncNet v2 and S3FD loaded once into ``runner.sync_models`` (before the lip-sync
-    models); the exit code when their files are missing (the CLI's missing-files message) or unreadable, else None."""
+    """With ``--min-sync``: SyncNet v2 loaded once into ``runner.sync_models`` (before the lip-sync models; the gate
+    scores the faces the pipeline tracked, so S3FD is loaded only for ``--face-index speaker`` or ``--score``); the
+    exit code when a file is missing (the CLI's missing-files message) or unreadable, else None."""
     if getattr(runner.args, "min_sync", None) is None:
         return None
     from .metrics.commands import load_sync_models_logged
 
-    runner.sync_models, failed = load_sync_models_logged(runner.root, runner.device,
-                                                         allow_download=not runner.args.no_download, prefix="--min-sync: ")
+    a = runner.args
+    detector = getattr(a, "face_index", None) == "speaker" or bool(getattr(a, "score", False))  # they need S3FD
+    runner.sync_models, failed = load_sync_models_logged(runner.root, runner.device, allow_download=not a.no_download,
+                                                         prefix="--min-sync: ", detector=detector)
     return failed
 
 

@@ -73,9 +73,9 @@ class JobRunner:
                  mf.WHISPER_TINY), "vae": (self.args.vae, mf.VAE_FT_MSE)}
         found = {name: explicit or spec.find(self.root) for name, (explicit, spec) in specs.items()}
         if getattr(self.args, "min_sync", None) is not None:  # the gate's scores change the result
-            from .metrics.files import SYNC_SCORE_FILES
+            from .metrics.files import SYNCNET_V2
 
-            found.update({spec.key: spec.find(self.root) for spec in SYNC_SCORE_FILES})
+            found[SYNCNET_V2.key] = SYNCNET_V2.find(self.root)
         return {name: path for name, path in found.items() if path}
 
     def settings(self, job: Optional[Job] = None) -> dict[str, Any]:
@@ -116,9 +116,9 @@ class JobRunner:
 
         needed = {"unet", "whisper", "vae"}
         if getattr(self.args, "min_sync", None) is not None:
-            from .metrics.files import SYNC_SCORE_FILES
+            from .metrics.files import SYNCNET_V2
 
-            needed |= {spec.key for spec in SYNC_SCORE_FILES}
+            needed.add(SYNCNET_V2.key)
         models = {**self.model_paths(), **(models or {})}
         if set(models) != needed or self.settings(job)["seed"] == -1:  # a random seed is a new result each time
             return None
@@ -289,7 +289,7 @@ def speaker_options(runner: JobRunner, job: Job, audio: str, options: Any) -> tu
     from .model_files import ModelFilesMissing
 
     try:
-        if getattr(runner, "sync_models", None) is None:
+        if getattr(runner, "sync_models", None) is None or runner.sync_models.s3fd is None:  # the gate's lack S3FD
             runner.sync_models = load_sync_models(runner.root, device=runner.device,
                                                   allow_download=not runner.args.no_download)
         plan = plan_for_file(job.video, audio, runner.sync_models.syncnet, runner.sync_models.s3fd)

@@ -186,8 +186,8 @@ class LatentSyncVideoFile:
 
 
 def _gate_models(min_sync: float, sync_retries: int, syncnet):
-    """The sync gate's SyncNet v2 and S3FD (loaded on the device), or None when min_sync is 0 (off); ValueError
-    naming the input for a bad number or a missing syncnet input."""
+    """The sync gate's SyncNet v2 (loaded on the device; the gate scores the tracked faces, S3FD stays unloaded), or
+    None when min_sync is 0 (off); ValueError naming the input for a bad number or a missing syncnet input."""
     from ..latentsync.option_checks import OptionError, check_number
     from ..latentsync.pipeline.gate_runner import MIN_SYNC, SYNC_RETRIES
 
@@ -204,8 +204,8 @@ def _gate_models(min_sync: float, sync_retries: int, syncnet):
     from ..latentsync.metrics.score import SyncModels
     from . import comfy_compat as cc
 
-    cc.load_models([syncnet.syncnet, syncnet.s3fd], force_full_load=True)
-    return SyncModels(cc.module_of(syncnet.syncnet), cc.module_of(syncnet.s3fd))
+    cc.load_models([syncnet.syncnet], force_full_load=True)
+    return SyncModels(cc.module_of(syncnet.syncnet))
 
 
 LatentSyncVideoFile.RETURN_TYPES = LatentSyncVideoFile._outputs()

@@ -55,14 +55,16 @@ def _setup(args: argparse.Namespace) -> Any:
     return resolve_device(args.device)
 
 
-def load_sync_models_logged(root: Any, device: Any, *, allow_download: bool, prefix: str = "") -> tuple[Any, Optional[int]]:
-    """SyncNet v2 + S3FD for a command -> (models, None), or (None, exit code) with the reason logged (missing files
-    get the command line's missing-files message); ``prefix`` names the option that asked for them."""
+def load_sync_models_logged(root: Any, device: Any, *, allow_download: bool, prefix: str = "",
+                            detector: bool = True) -> tuple[Any, Optional[int]]:
+    """SyncNet v2 (+ S3FD unless ``detector`` is off) for a command -> (models, None), or (None, exit code) with the
+    reason logged (missing files get the command line's missing-files message); ``prefix`` names the option that
+    asked for them."""
     from ..model_files import ModelFilesMissing
     from . import files
 
     try:
-        return files.load_sync_models(root, device=device, allow_download=allow_download), None
+        return files.load_sync_models(root, device=device, allow_download=allow_download, detector=detector), None
     except ModelFilesMissing as exc:
         log.error("%s%s", prefix, exc)
     except (OSError, ValueError) as exc:

@@ -240,6 +240,7 @@ def score_frames(frames: torch.Tensor, wav16k: torch.Tensor, models: SyncModels,
     def get(ids: np.ndarray) -> torch.Tensor:
         return as_uint8(frames[torch.as_tensor(index[ids], dtype=torch.long)]).to(device)
 
+    finder = "S3FD" if detections is None else "the face tracker"
     total = 2 * count
     found_boxes: list[np.ndarray] = []
     score_parts, previous = [], None
@@ -259,7 +260,7 @@ def score_frames(frames: torch.Tensor, wav16k: torch.Tensor, models: SyncModels,
     info = dict(num_frames=count, faces_found=found, source_fps=source_fps)
     if not tracks:
         return unscorable(
-            f"no face track: S3FD found a face in {found} of {count} frames; a track needs more than "
+            f"no face track: {finder} found a face in {found} of {count} frames; a track needs more than "
             f"{options.min_track} detections of one face (mean size over {options.min_face_size:g} px) within one "
             "shot (lower min_track for short clips)", **info)
     done = [count]
@@ -313,9 +314,12 @@ def score_crops(crops: torch.Tensor, wav16k: torch.Tensor, syncnet: SyncNetV2,
 
 def score_clip(frames: torch.Tensor, wav16k: torch.Tensor, fps: float | Fraction, models: SyncModels,
                options: Optional[SyncOptions] = None, *, detect: bool = True,
-               progress: Optional[Progress] = None) -> SyncScore:
+               boxes: Optional[Sequence[np.ndarray]] = None, progress: Optional[Progress] = None) -> SyncScore:
     """Score any clip: frames (n, H, W, C) uint8 or float 0..1 at ``fps``, audio 16 kHz mono (int16 grid)
-    starting with the first frame. Bad clips come back with ``scorable=False`` and the reason."""
+    starting with the first frame. Bad clips come back with ``scorable=False`` and the reason.
+
+    ``boxes`` (one ``(k, >=4)`` array of ``x1, y1, x2, y2`` per frame, empty where no face) replaces S3FD when the
+    caller already knows the faces: the sync gate passes the pipeline's own tracked boxes."""
     options = options or SyncOptions()
     _check_inputs(frames, wav16k)
     fps_value = float(fps)
@@ -326,6 +330,11 @@ def score_clip(frames: torch.Tensor, wav16k: torch.Tensor, fps: float | Fraction
     problem = clip_problem(len(index), wav16k, options.vshift)
     if problem:
         return unscorable(problem, **info)
+    if boxes is not None:
+        if len(boxes) != frames.shape[0]:
+            raise ValueError(f"score_clip: {len(boxes)} box arrays for {frames.shape[0]} frames; give one per frame.")
+        return score_frames(frames, wav16k, models, options, index=index, detections=[boxes[i] for i in index],
+                            progress=progress, source_fps=fps_value)
     if detect:
         return score_frames(frames, wav16k, models, options, index=index, progress=progress, source_fps=fps_value)
     return score_crops(frames, wav16k, models.syncnet, options, index=index, progress=progress, source_fps=fps_value)

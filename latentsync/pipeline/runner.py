@@ -274,8 +274,9 @@ def lipsync_file(
         check_number(options.min_sync, MIN_SYNC, "min_sync")
         check_number(options.sync_retries, SYNC_RETRIES, "sync_retries")
         if sync_models is None:
-            raise ValueError("min_sync (the sync gate) needs the SyncNet models: pass sync_models (SyncNet v2 and "
-                             "S3FD, see latentsync.metrics.files.load_sync_models), or leave min_sync unset")
+            raise ValueError("min_sync (the sync gate) needs SyncNet v2: pass sync_models (the gate scores the "
+                             "tracked faces, no S3FD needed: latentsync.metrics.files.load_sync_models(root, "
+                             "detector=False)), or leave min_sync unset")
     sampler_options = dataclasses.replace(options.sampler)  # the memory plan may lower batch_chunks: keep the caller's
     sampler_options.validate()
     report = progress or (lambda stage, done, total: None)
@@ -481,10 +482,14 @@ def lipsync_file(
                 done.synchronize()
             return host
 
+        # The faces are known: the tracked box where the face was found (where it was not, nothing was pasted),
+        # so scoring a segment costs SyncNet and its crops, not an S3FD pass over every frame.
+        ids = src[a:b].numpy()
+        boxes = [track.boxes[i][None] if track.found[i] else np.zeros((0, 4), np.float32) for i in ids]
         frames, decision = gate_segment(
             generate, torch.from_numpy(source_frames), segment_audio(wav16, a, b, fps, times), fps, sync_models,
             min_sync=float(options.min_sync), max_retries=int(options.sync_retries), base_seed=video_plan.seed,
-            options=sync_options)
+            options=sync_options, boxes=boxes)
         gated_segments.append(GatedSegment(a, b, decision))
         level = logging.INFO if decision.decision == "accepted" else logging.WARNING
         log.log(level, "%s: sync gate %s", os.path.basename(video_path), gated_segments[-1].line())

@@ -32,10 +32,10 @@ from latentsync.pipeline.loading import load_models  # noqa: E402
 from latentsync.pipeline.runner import RunOptions, lipsync_file  # noqa: E402
 from latentsync.pipeline.sampler import SamplerOptions  # noqa: E402
 
-FRAMES = 80  # 3.2 s at 25 fps: one gate segment, long enough for an S3FD track (> 50 frames)
+FRAMES = 80  # 3.2 s at 25 fps: one gate segment, long enough for a face track (> 50 frames)
 SIZE = 160
-S3FD_BIAS = 4.0  # these random S3FD weights find face boxes on demo1's 160 px face square ...
-SMALL_FACES = SyncOptions(min_face_size=50)  # ... smaller than upstream's 100 px track minimum (a cheap test clip)
+S3FD_BIAS = 4.0  # the metric models' random S3FD (the gate does not load it)
+SMALL_FACES = SyncOptions(min_face_size=50)  # the tracked face is smaller than upstream's 100 px track minimum
 SEED = 1247
 
 
@@ -61,7 +61,8 @@ def metric_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sync_models(metric_root):
-    return load_sync_models(str(metric_root), allow_download=False)
+    """SyncNet v2 alone: the gate scores the faces the pipeline tracked, it never runs S3FD."""
+    return load_sync_models(str(metric_root), allow_download=False, detector=False)
 
 
 def run(nets, video, audio, out, sync_models=None, **gate):
@@ -144,8 +145,8 @@ def test_cli_gate_reports_segments_and_writes_the_cut_log(models, clip, metric_r
     base[base.index("--models-dir") + 1] = str(metric_root)
     assert cli.run(base) == cli.EXIT_OK
     captured = capsys.readouterr()
-    # Upstream's settings want face tracks over 100 px, more than this clip's random boxes: not scorable, passed
-    # through after the one generation (scored to find that out).
+    # Upstream's settings want face tracks over 100 px, more than the face the pipeline tracked in this 160 px clip:
+    # not scorable, passed through after the one generation (scored to find that out).
     assert "sync gate (min 100, up to 0 retries): 0 accepted, 0 passed through, 1 not scorable" in captured.out
     assert "frames 0-" in captured.err and "not scorable: no face track" in captured.err  # --quiet keeps warnings
     records = read_log(cut_log)
@@ -188,7 +189,8 @@ def test_job_cache_key_follows_the_gate(models, clip, metric_root, tmp_path):
 
     plain, gated = runner(), runner("--min-sync", "3")
     assert "min_sync" not in plain.settings() and gated.settings()["sync_retries"] == 2
-    assert {"syncnet-v2", "s3fd-face"} <= set(gated.model_paths()) and "syncnet-v2" not in plain.model_paths()
+    assert "syncnet-v2" in gated.model_paths() and "syncnet-v2" not in plain.model_paths()
+    assert "s3fd-face" not in gated.model_paths()  # the gate scores the tracked faces: S3FD does not change a result
     keys = {plain.key(job), gated.key(job), runner("--min-sync", "4").key(job),
             runner("--min-sync", "3", "--sync-retries", "1").key(job)}
     assert None not in keys and len(keys) == 4

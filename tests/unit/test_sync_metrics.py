@@ -129,6 +129,38 @@ def test_frames_too_small_for_the_detector(demo_frames, speech, syncnet, blind_s
     assert score_clip(small, speech, 25, SyncModels(syncnet), detect=False).scorable
 
 
+def test_given_boxes_replace_s3fd(media, tmp_path):
+    """Boxes the caller knows (the sync gate passes the pipeline's tracked faces) are scored with no S3FD loaded:
+    the crops follow the boxes, one box array per frame, and empty boxes mean the tracker found no face."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import sync_media
+    from latentsync.metrics.files import load_sync_models
+
+    frames = torch.from_numpy(sync_media.face_frames(media, 60, size=160))
+    wav = sync_media.speech(media, 60)
+    root = sync_media.metric_models(tmp_path)
+    syncnet_only = load_sync_models(str(root), allow_download=False, detector=False)
+    assert syncnet_only.s3fd is None
+    options = SyncOptions(min_face_size=50)
+    face = np.array([[30.0, 20.0, 130.0, 130.0, 1.0]])  # demo1's face in the 160 px square, steady
+    given = score_clip(frames, wav, 25, syncnet_only, options, boxes=[face] * 60)
+    assert given.scorable, given.reason
+    assert given.faces_found == 60 and len(given.tracks) == 1
+    moved = score_clip(frames, wav, 25, syncnet_only, options, boxes=[face + [10, 10, 10, 10, 0]] * 60)
+    assert moved.scorable and moved.distance != given.distance  # the boxes are used: other crops, another score
+    per_frame = [face + [i % 2, 0, i % 2, 0, 0] for i in range(60)]  # box i belongs to frame i
+    assert score_clip(frames, wav, 25, syncnet_only, options, boxes=per_frame).distance != given.distance
+    empty = [np.zeros((0, 4), np.float32)] * 60
+    assert_not_scorable(score_clip(frames, wav, 25, syncnet_only, options, boxes=empty),
+                        "the face tracker found a face in 0 of 60 frames")
+    with pytest.raises(ValueError, match="59 box arrays for 60 frames"):
+        score_clip(frames, wav, 25, syncnet_only, options, boxes=[face] * 59)
+    with pytest.raises(ValueError, match="S3FD"):  # without boxes, the detector is needed
+        score_clip(frames, wav, 25, syncnet_only, options)
+
+
 def test_face_crops_are_scored(demo_frames, speech, syncnet):
     """Frames that already are face crops (detection off), as uint8 and as a ComfyUI IMAGE, at 25 and 30 fps."""
     score = score_clip(demo_frames, speech, 25, SyncModels(syncnet), detect=False)
