@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from latentsync.configs import unet_config  # noqa: E402
 from latentsync.metrics.stable_syncnet import CONFIGS, RELEASED, StableSyncNet  # noqa: E402
 from latentsync.models.unet import UNet3DConditionModel  # noqa: E402
-from latentsync.tiny_models import tiny_unet_config  # noqa: E402
+from latentsync.tiny_models import tiny_unet_config, tiny_vae_config  # noqa: E402
 from latentsync.train.lpips_loss import LPIPSVGG  # noqa: E402
 from latentsync.train.unet_losses import alphas_cumprod  # noqa: E402
 from latentsync.train.unet_memory import enable_gradient_checkpointing, new_optimizer  # noqa: E402
@@ -85,10 +85,10 @@ def _build(stage: str, preset: dict, tiny: bool, device: torch.device):
     cuda = device.type == "cuda"
     half = {"fp16": torch.float16, "bf16": torch.bfloat16}
     frozen = half[preset["frozen"]] if cuda else torch.float32
-    vae_kwargs = ({"block_out_channels": [32] * 4, "layers_per_block": 1} if tiny else
-                  {"block_out_channels": [128, 256, 512, 512], "layers_per_block": 2})
-    vae = AutoencoderKL(down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-                        latent_channels=4, norm_num_groups=32, **vae_kwargs).to(device, frozen)
+    vae_config = tiny_vae_config()  # sd-vae-ft-mse's layout at 32 channels, or at full size:
+    if not tiny:
+        vae_config.update(block_out_channels=[128, 256, 512, 512], layers_per_block=2)
+    vae = AutoencoderKL(**vae_config).to(device, frozen)
     vae.requires_grad_(False)
     if preset["ckpt"] and spec["pixel"]:
         vae.enable_gradient_checkpointing()  # upstream does this whenever pixel losses are on
