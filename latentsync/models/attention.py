@@ -95,7 +95,13 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         x = x + self.attn1(self.norm1(x))
         if self.attn2 is not None and context is not None:
-            x = x + self.attn2(self.norm2(x), context)
+            zero = x.shape[0] - context.shape[0]
+            if zero:  # the first rows' audio is all zero (CFG's unconditional half): k = v = 0, so their
+                # cross-attention is exactly to_out's bias; it is added, not computed
+                cond = x[zero:] + self.attn2(self.norm2(x[zero:]), context)
+                x = torch.cat([x[:zero] + self.attn2.to_out[0].bias.to(x.device, x.dtype), cond])
+            else:
+                x = x + self.attn2(self.norm2(x), context)
         return x + self.ff(self.norm3(x))
 
 

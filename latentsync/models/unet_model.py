@@ -184,13 +184,15 @@ class UNet3DConditionModel(nn.Module):
             )
         if context is not None:
             width = self.config["cross_attention_dim"]
-            ok_shape = (context.dim() == 4 and tuple(context.shape[:2]) == (batch, frames)) or (
-                context.dim() == 3 and context.shape[0] == batch * frames
+            given = context.shape[0] if context.dim() == 4 else context.shape[0] / max(1, frames)
+            ok_shape = (context.dim() == 4 and context.shape[1] == frames) or (
+                context.dim() == 3 and context.shape[0] % frames == 0
             )
-            if not ok_shape or context.shape[-1] != width:
+            if not ok_shape or not 1 <= given <= batch or context.shape[-1] != width:
                 raise ValueError(
                     f"encoder_hidden_states must be ({batch}, {frames}, S, {width}) or ({batch * frames}, S, {width}) "
-                    f"audio windows for sample {tuple(sample.shape)}; got {tuple(context.shape)}."
+                    f"audio windows for sample {tuple(sample.shape)} (or those of its last samples, the first ones "
+                    f"having all-zero audio); got {tuple(context.shape)}."
                 )
         return batch, frames
 
@@ -218,6 +220,8 @@ class UNet3DConditionModel(nn.Module):
         """Predict the noise ``(B, out_channels, F, h, w)`` for ``sample (B, C_in, F, h, w)`` at ``timestep``.
 
         ``encoder_hidden_states``: audio windows ``(B, F, S, D)`` or ``(B*F, S, D)``; None skips cross-attention.
+        Windows for only the last ``B' < B`` samples mean the first ``B - B'`` have all-zero audio (CFG's
+        unconditional copies): their cross-attention is exactly the output bias (k = v = 0) and is not computed.
         ``deepcache``: see :class:`DeepCacheState` (full step when empty, cached step when filled).
         A channels-last-3d ``sample`` makes every folded activation channels-last.
         """

@@ -269,11 +269,9 @@ class LipsyncSampler:
 
         mask = mask_latent.to(dev, dtype).reshape(1, 1, 1, *mask_latent.shape[-2:]).expand(k, 1, f, -1, -1)
         cond = torch.cat([mask, to_video(masked), to_video(ref)], dim=1)
-        audio_in = None
-        if audio is not None:
-            audio_in = torch.stack(audio).to(dev, dtype)
-            if self.options.guidance_scale > 1.0:
-                audio_in = torch.cat([torch.zeros_like(audio_in), audio_in])
+        # With CFG the unconditional copies (first) have all-zero audio; only the conditional copies' audio is
+        # passed, which tells the U-Net to add the cross-attention's exact result (its output bias) for the others.
+        audio_in = None if audio is None else torch.stack(audio).to(dev, dtype)
         if self.options.guidance_scale > 1.0:
             cond = torch.cat([cond, cond])
         return cond, audio_in, k
