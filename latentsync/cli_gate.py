@@ -10,24 +10,18 @@ import os
 from typing import Any, Optional
 
 from .cli_checks import UsageError
-from .option_checks import OptionError, check_number, parse_number
+from .option_checks import OptionError, check_number
 
 log = logging.getLogger("latentsync")
 
 
 def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
-    """The "sync gate" option group."""
+    """The "sync gate" option group (flags, ranges and help from latentsync/options.py)."""
+    from .options import add_cli_argument
+
     g = parser.add_argument_group("sync gate")
-    g.add_argument("--min-sync", type=parse_number, default=None, metavar="X",
-                   help="score every ~3 s segment of the result with SyncNet; one below confidence X is generated "
-                        "again with new seeds (--sync-retries), and when none reaches X its original frames are kept; "
-                        "every decision is reported; 0..100 (default off; needs auxiliary/syncnet_v2.model and "
-                        "sfd_face.pth)")
-    g.add_argument("--sync-retries", type=parse_number, default=None, metavar="N",
-                   help="with --min-sync: new seeds tried per failing segment, 0..10 (default 2)")
-    g.add_argument("--cut-log", metavar="PATH",
-                   help="append one JSON line per cut (per segment with --min-sync, else per job) to PATH: version, "
-                        "steps, guidance, seed, DeepCache, sync score, gate decision, timings")
+    for name in ("min_sync", "sync_retries", "cut_log"):
+        add_cli_argument(g, name)
 
 
 def check_gate(args: argparse.Namespace) -> None:

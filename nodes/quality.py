@@ -13,35 +13,16 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def choices() -> list[str]:
-    """``custom`` (no preset) and the library's preset names: the input as latentsync/options.py declares it."""
-    from ..latentsync.options import node_input
-
-    return node_input("quality")[0]
-
-
-def __getattr__(name: str) -> Any:
-    """``CUSTOM`` and ``TOOLTIP`` read from latentsync/options.py (the input's one declaration), for nodes still
-    spelling the input out instead of ``node_input("quality")``."""
-    from ..latentsync.options import NO_PRESET_NODE, node_input
-
-    if name == "CUSTOM":
-        return NO_PRESET_NODE
-    if name == "TOOLTIP":
-        return node_input("quality")[1]["tooltip"]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def apply(quality: str, steps: Any, guidance: Any, deepcache: Any, resolution: int) -> tuple[Any, Any, Any]:
     """(steps, guidance, deepcache) after the preset; widgets changed from their defaults are kept."""
     from ..latentsync.configs import RESOLUTION_BY_VERSION
-    from ..latentsync.options import OPTIONS, node_default
+    from ..latentsync.options import OPTIONS, node_default, node_input
     from ..latentsync.presets import PRESETS, resolve
 
     if not quality or node_default("quality", quality) is None:  # "custom": no preset
         return steps, guidance, deepcache
     if quality not in PRESETS:
-        raise ValueError(f"quality must be one of {', '.join(choices())}, got {quality!r}.")
+        raise ValueError(f"quality must be one of {', '.join(node_input('quality')[0])}, got {quality!r}.")
     given = {"steps": steps, "guidance": guidance, "deepcache": deepcache}
     explicit = {k: v for k, v in given.items() if v != OPTIONS[k].default}  # widgets changed from their default
     values = resolve(quality, explicit, {**given, "version": None})

@@ -40,11 +40,7 @@ class LatentSyncVideoFile:
     @classmethod
     def INPUT_TYPES(cls):
         # read here, not at import: importing the pack stays light
-        from ..latentsync.configs import SYNC_GATE_RETRIES
-        from ..latentsync.option_checks import SPECS
         from ..latentsync.options import node_input
-
-        min_sync, retries = SPECS["min_sync"], SPECS["sync_retries"]
 
         return {
             "required": {
@@ -74,7 +70,7 @@ class LatentSyncVideoFile:
                                                                  "LATENTSYNC_ALLOWED_DIRS."}),
                 "compile": node_input("compile"),
                 "batch_chunks": node_input("batch_chunks"),
-                "quality": (presets.choices(), {"default": presets.CUSTOM, "tooltip": presets.TOOLTIP}),
+                "quality": node_input("quality"),
                 "require_face": node_input("require_face", tooltip="Fail (and write nothing) when no frame has a "
                                            "usable face. Off: such a video is passed through unchanged, and the "
                                            "node's summary says NO FACE."),
@@ -84,14 +80,8 @@ class LatentSyncVideoFile:
                 "posterior": node_input("posterior"),
                 "smooth": node_input("smooth"),
                 # The sync gate (appended: older workflows load with it off).
-                "min_sync": ("FLOAT", {"default": 0.0, "min": min_sync.low, "max": min_sync.high, "step": 0.1,
-                                       "tooltip": "Sync gate: 0 = off. Else every ~3 s segment is scored with SyncNet; "
-                                                  "one below this confidence is generated again with new seeds, and "
-                                                  "when none reaches it the original frames are kept. Needs the "
-                                                  "syncnet input. Real in-sync talking heads score about 5-9."}),
-                "sync_retries": ("INT", {"default": SYNC_GATE_RETRIES, "min": retries.low, "max": retries.high,
-                                         "tooltip": "Sync gate: new seeds tried per segment below min_sync before "
-                                                    "its original frames pass through."}),
+                "min_sync": node_input("min_sync"),
+                "sync_retries": node_input("sync_retries"),
                 "syncnet": (SYNCNET, {"tooltip": "From LatentSync Load SyncNet; needed when min_sync is "
                                                               "above 0."}),
             },
