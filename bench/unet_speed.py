@@ -2,7 +2,8 @@
 
 Times one full-size (random-weight) forward per variant with CUDA events (median of several replays), reports
 TFLOP/s from FlopCounterMode and the share of kernel time by kind (GEMM / conv / attention / the rest) from the
-profiler. Writes JSON to --json. Example (GPU machine, repository root):
+profiler; eager rows also with the conditional audio only (the sampler's call: the unconditional half's audio
+cross-attention skipped; TFLOP/s there counts the full work). Writes JSON to --json. Example (GPU machine, repository root):
 
     python bench/unet_speed.py --res 256,512 --chunks 1,2,4 --compile --json $OUT/unet_speed.json
 """
@@ -173,6 +174,10 @@ def main() -> None:
                         ms_per_chunk=ms / chunks, tflops=flops / ms / 1e9)
                     if not cl:
                         continue
+                    cond_audio = audio[chunks:]  # the sampler's call: CFG's zero-audio half adds to_out's bias only
+                    ms = median_ms(lambda: model(sample, t, cond_audio))
+                    row(res=res, chunks=chunks, variant="eager-cl-uncond-skip", ms=ms, ms_per_chunk=ms / chunks,
+                        tflops=flops / ms / 1e9)
                     replay = graphed(lambda: model(sample, t, audio))
                     ms = median_ms(replay)
                     row(res=res, chunks=chunks, variant="graph-cl", ms=ms, ms_per_chunk=ms / chunks,
