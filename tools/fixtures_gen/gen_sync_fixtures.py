@@ -18,19 +18,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import importlib.util
+import importlib
 import io
 import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
-import types
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+
+from upstream_env import check_from_upstream, load_ours, use_upstream  # this folder: run as a script
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = 1247
@@ -80,35 +80,6 @@ def parse_args() -> argparse.Namespace:
     if not args.upstream or not (Path(args.upstream) / "eval" / "syncnet_detect.py").is_file():
         p.error("give --upstream (or LS_UPSTREAM): an extracted bytedance/LatentSync checkout at a229c39")
     return args
-
-
-# ---------------------------------------------------------------------------------------------------- imports
-def load_ours():
-    """This repository's library under the name ``ours`` (upstream's package is also called ``latentsync``)."""
-    spec = importlib.util.spec_from_file_location("ours", REPO / "latentsync" / "__init__.py",
-                                                  submodule_search_locations=[str(REPO / "latentsync")])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ours"] = module
-    spec.loader.exec_module(module)
-    import ours.metrics.tiny  # noqa: F401
-    return module
-
-
-def stub_unavailable_modules() -> None:
-    """Only for imports upstream makes but never uses here: insightface (GPU face detector of ImageProcessor),
-    and PyPI's CUDA torchvision's op registrations on a CPU torch (upstream only imports ``transforms``)."""
-    import torch
-
-    if torch.version.cuda is None:
-        for name in ("torchvision._meta_registrations", "torchvision._autograd_registrations"):
-            sys.modules.setdefault(name, types.ModuleType(name))
-    try:
-        import insightface.app  # noqa: F401
-    except ImportError:
-        app = types.ModuleType("insightface.app")
-        app.FaceAnalysis = None
-        sys.modules["insightface"] = types.ModuleType("insightface")
-        sys.modules["insightface.app"] = app
 
 
 # ---------------------------------------------------------------------------------------------------- media
@@ -491,21 +462,14 @@ def upstream_shapes(up) -> dict:
 def import_upstream(upstream: str, workdir: str) -> dict:
     """Upstream's modules, imported from the checkout with ``workdir`` as the working directory (upstream reads
     ``configs/``, ``latentsync/utils/mask.png`` and ``checkpoints/`` relative to it)."""
-    shutil.copytree(os.path.join(upstream, "configs"), os.path.join(workdir, "configs"))
-    os.makedirs(os.path.join(workdir, "latentsync", "utils"))
-    shutil.copy(os.path.join(upstream, "latentsync", "utils", "mask.png"), os.path.join(workdir, "latentsync", "utils"))
-    os.chdir(workdir)
-    sys.path.insert(0, upstream)
-    stub_unavailable_modules()
-    import importlib
-
+    use_upstream(upstream, workdir)
     names = {"syncnet_detect": "eval.syncnet_detect", "syncnet_eval": "eval.syncnet.syncnet_eval",
              "syncnet": "eval.syncnet.syncnet", "eval_sync_conf": "eval.eval_sync_conf", "detectors": "eval.detectors",
              "s3fd_nets": "eval.detectors.s3fd.nets", "audio": "latentsync.utils.audio",
              "syncnet_dataset": "latentsync.data.syncnet_dataset", "eval_syncnet_acc": "eval.eval_syncnet_acc",
              "image_processor": "latentsync.utils.image_processor", "stable_syncnet": "latentsync.models.stable_syncnet"}
     mods = {k: importlib.import_module(v) for k, v in names.items()}
-    assert Path(mods["syncnet_eval"].__file__).resolve().is_relative_to(Path(upstream).resolve())
+    check_from_upstream(mods["syncnet_eval"], upstream)
     return mods
 
 

@@ -26,12 +26,13 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import types
 from pathlib import Path
 
 import numpy as np
+
+from upstream_env import check_from_upstream, load_ours, use_upstream  # this folder: run as a script
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = 1247  # initial weights (latentsync.metrics.tiny recipe)
@@ -78,33 +79,6 @@ def parse_args() -> argparse.Namespace:
     if not args.upstream or not (Path(args.upstream) / "scripts" / "train_syncnet.py").is_file():
         p.error("give --upstream (or LS_UPSTREAM): an extracted bytedance/LatentSync checkout at a229c39")
     return args
-
-
-def load_ours():
-    """This repository's library as ``ours`` (only for the weight recipe; upstream's package is ``latentsync``)."""
-    spec = importlib.util.spec_from_file_location("ours", REPO / "latentsync" / "__init__.py",
-                                                  submodule_search_locations=[str(REPO / "latentsync")])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ours"] = module
-    spec.loader.exec_module(module)
-    import ours.metrics.tiny  # noqa: F401
-    return module
-
-
-def stub_unavailable_modules() -> None:
-    """Imports upstream makes but never uses here: insightface, and PyPI torchvision's CUDA op registrations."""
-    import torch
-
-    if torch.version.cuda is None:
-        for name in ("torchvision._meta_registrations", "torchvision._autograd_registrations"):
-            sys.modules.setdefault(name, types.ModuleType(name))
-    try:
-        import insightface.app  # noqa: F401
-    except ImportError:
-        app = types.ModuleType("insightface.app")
-        app.FaceAnalysis = None
-        sys.modules["insightface"] = types.ModuleType("insightface")
-        sys.modules["insightface.app"] = app
 
 
 def decode_frames(path: Path, first: int, count: int) -> np.ndarray:
@@ -197,19 +171,14 @@ def run_upstream(upstream: str, workdir: str, clips: dict, init_path: str) -> di
     import torch.distributed as dist
     from omegaconf import OmegaConf
 
-    shutil.copytree(os.path.join(upstream, "configs"), os.path.join(workdir, "configs"))  # read relative to cwd
-    os.makedirs(os.path.join(workdir, "latentsync", "utils"))
-    shutil.copy(os.path.join(upstream, "latentsync", "utils", "mask.png"), os.path.join(workdir, "latentsync", "utils"))
-    os.chdir(workdir)
-    sys.path.insert(0, upstream)
-    stub_unavailable_modules()
+    use_upstream(upstream, workdir)  # configs read relative to the working directory
     import latentsync.data.syncnet_dataset as data_mod
     import latentsync.utils.util as util_mod
 
     spec = importlib.util.spec_from_file_location("train_syncnet", os.path.join(upstream, "scripts", "train_syncnet.py"))
     train = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train)
-    assert Path(data_mod.__file__).resolve().is_relative_to(Path(upstream).resolve())
+    check_from_upstream(data_mod, upstream)
 
     rec: dict = {"calls": [], "samples": [], "loss_calls": [], "grads": [], "norms": [], "models": []}
     data_mod.VideoReader, data_mod.AudioReader = decord_stand_ins(clips)

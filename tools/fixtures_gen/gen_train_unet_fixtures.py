@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import json
 import os
 import platform
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
+
+from upstream_env import load_ours, use_upstream  # this folder: run as a script
 
 REPO = Path(__file__).resolve().parents[2]
 WEIGHT_SEED, DATA_SEED, STEP_SEED = 1247, 7, 20240
@@ -88,29 +87,6 @@ def parse_args() -> argparse.Namespace:
     if not args.upstream or not (Path(args.upstream) / "scripts" / "train_unet.py").is_file():
         p.error("give --upstream (or LS_UPSTREAM): an extracted bytedance/LatentSync checkout at a229c39")
     return args
-
-
-def load_ours():
-    """This repository's library as ``ours`` (the weight recipe and config helpers only)."""
-    spec = importlib.util.spec_from_file_location("ours", REPO / "latentsync" / "__init__.py",
-                                                  submodule_search_locations=[str(REPO / "latentsync")])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ours"] = module
-    spec.loader.exec_module(module)
-    import ours.metrics.tiny  # noqa: F401
-    import ours.tiny_models  # noqa: F401
-    import ours.train.unet_fixture_nets  # noqa: F401
-    import ours.train.videomae  # noqa: F401
-    return module
-
-
-def stub_cuda_torchvision() -> None:
-    """PyPI torchvision's CUDA op registrations fail on a CPU torch; upstream only needs its models."""
-    import torch
-
-    if torch.version.cuda is None:
-        for name in ("torchvision._meta_registrations", "torchvision._autograd_registrations"):
-            sys.modules.setdefault(name, types.ModuleType(name))
 
 
 def unet_config(ours, stage: dict) -> dict:
@@ -283,9 +259,8 @@ def main() -> None:
     """Run every stage and TREPA on upstream's code and write the fixture."""
     args = parse_args()
     upstream, out = os.path.abspath(args.upstream), Path(args.out).resolve()
-    ours = load_ours()
-    stub_cuda_torchvision()
-    sys.path.insert(0, upstream)
+    ours = load_ours("tiny_models", "train.unet_fixture_nets", "train.videomae")
+    use_upstream(upstream)
     import diffusers
     import lpips
     import torch
