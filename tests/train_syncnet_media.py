@@ -1,15 +1,19 @@
-"""Shared by the SyncNet training tests: the tiny model config, real face clips written as mp4s, yaml configs."""
+"""Shared by the SyncNet training tests: the tiny model config, real face clips written as mp4s
+(``tools/training_clips.py``), yaml configs."""
 
 from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+from training_clips import write_clip  # noqa: E402  (the clip writer of the training tools, also used here)
 FIXTURE = REPO / "tests" / "fixtures" / "train_syncnet"
 
 
@@ -28,28 +32,6 @@ def fixture_clips() -> list[tuple[np.ndarray, np.ndarray]]:
         out.append((t[f"clip{i}.frames"], t[f"clip{i}.wav_int16"]))
         i += 1
     return out
-
-
-def write_clip(path: Path, frames: np.ndarray, wav_int16: np.ndarray, fps: int = 25) -> Path:
-    """An H.264 + AAC mp4 of the frames with the audio (as upstream's preprocessed clips)."""
-    import av
-
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=fps, options={"crf": "12"})
-        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        audio = out.add_stream("aac", rate=16000, layout="mono")
-        for rgb in frames:
-            for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
-        frame = av.AudioFrame.from_ndarray(wav_int16.astype(np.int16)[None], format="s16", layout="mono")
-        frame.sample_rate = 16000
-        for packet in audio.encode(frame):
-            out.mux(packet)
-        for packet in audio.encode():
-            out.mux(packet)
-    return path
 
 
 def write_clips(folder: Path) -> list[Path]:

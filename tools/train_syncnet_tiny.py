@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training_clips import write_clip  # this folder: run as a script
+
 REPO = Path(__file__).resolve().parents[1]
 FACES = {"demo1": (480, 352, 448), "demo2": (160, 292, 520)}  # (y0, x0, side) in the 1080x1920 frames
 SIZE, SEGMENT = 64, 125  # clip side in px, frames per clip (5 s at 25 fps)
@@ -37,28 +39,6 @@ def face_frames(path: Path, box: tuple[int, int, int]) -> np.ndarray:
             rgb = frame.to_ndarray(format="rgb24")[y0:y0 + side, x0:x0 + side]
             out.append(np.asarray(Image.fromarray(rgb).resize((SIZE, SIZE), Image.LANCZOS)))
     return np.stack(out)
-
-
-def write_clip(path: Path, frames: np.ndarray, wav_int16: np.ndarray) -> Path:
-    """H.264 + AAC mp4 at 25 fps, 16 kHz mono audio."""
-    import av
-
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=25, options={"crf": "12"})
-        video.width, video.height, video.pix_fmt = SIZE, SIZE, "yuv420p"
-        audio = out.add_stream("aac", rate=16000, layout="mono")
-        for rgb in frames:
-            for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
-        frame = av.AudioFrame.from_ndarray(wav_int16[None], format="s16", layout="mono")
-        frame.sample_rate = 16000
-        for packet in audio.encode(frame):
-            out.mux(packet)
-        for packet in audio.encode():
-            out.mux(packet)
-    return path
 
 
 def make_clips(media: Path, folder: Path) -> tuple[list[Path], list[Path]]:
