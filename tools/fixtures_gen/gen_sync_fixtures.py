@@ -15,7 +15,6 @@ the tests rebuild the real-format files from it.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import importlib
@@ -30,7 +29,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from upstream_env import check_from_upstream, load_ours, use_upstream  # this folder: run as a script
+from upstream_env import check_from_upstream, load_ours, parse_args, use_upstream  # this folder: run as a script
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = 1247
@@ -69,17 +68,6 @@ OBSERVED = {
 # Face regions (y0, x0, size) in the 1080x1920 demo videos, and the two clip parts (frames at 25 fps).
 DEMO1_FACE, DEMO2_FACE = (480, 352, 448), (160, 292, 520)
 PART1, PART2 = 22, 16
-
-
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--upstream", default=os.environ.get("LS_UPSTREAM"), help="extracted upstream checkout")
-    p.add_argument("--media", default=str(REPO.parent / "shared" / "media"), help="folder with demo1/demo2 files")
-    p.add_argument("--out", default=str(REPO / "tests" / "fixtures" / "sync"))
-    args = p.parse_args()
-    if not args.upstream or not (Path(args.upstream) / "eval" / "syncnet_detect.py").is_file():
-        p.error("give --upstream (or LS_UPSTREAM): an extracted bytedance/LatentSync checkout at a229c39")
-    return args
 
 
 # ---------------------------------------------------------------------------------------------------- media
@@ -475,7 +463,7 @@ def import_upstream(upstream: str, workdir: str) -> dict:
 
 # ---------------------------------------------------------------------------------------------------- main
 def main() -> None:
-    args = parse_args()
+    args = parse_args(__doc__.splitlines()[0], "sync", "eval/syncnet_detect.py")
     upstream, media, out_dir = os.path.abspath(args.upstream), Path(args.media).resolve(), Path(args.out).resolve()
     ours = load_ours()
     tiny = ours.metrics.tiny

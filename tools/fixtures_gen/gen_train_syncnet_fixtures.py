@@ -19,7 +19,6 @@ clipping and their norm (step 1), the losses of both steps, and upstream's check
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import json
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from upstream_env import check_from_upstream, load_ours, use_upstream  # this folder: run as a script
+from upstream_env import check_from_upstream, load_ours, parse_args, use_upstream  # this folder: run as a script
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = 1247  # initial weights (latentsync.metrics.tiny recipe)
@@ -68,17 +67,6 @@ OBSERVED = {
     "2 threads": "losses 6.0e-7, gradients 8.0e-7 (largest 0.585), norm 2.6e-6 relative, weights after 2 AdamW "
                  "steps 6.2e-4 (lr 1e-3: Adam's first steps normalise each gradient by its own size)",
 }
-
-
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--upstream", default=os.environ.get("LS_UPSTREAM"), help="extracted upstream checkout")
-    p.add_argument("--media", default=str(REPO.parent / "shared" / "media"), help="folder with demo1/demo2 files")
-    p.add_argument("--out", default=str(REPO / "tests" / "fixtures" / "train_syncnet"))
-    args = p.parse_args()
-    if not args.upstream or not (Path(args.upstream) / "scripts" / "train_syncnet.py").is_file():
-        p.error("give --upstream (or LS_UPSTREAM): an extracted bytedance/LatentSync checkout at a229c39")
-    return args
 
 
 def decode_frames(path: Path, first: int, count: int) -> np.ndarray:
@@ -283,7 +271,7 @@ def run_upstream(upstream: str, workdir: str, clips: dict, init_path: str) -> di
 
 
 def main() -> None:
-    args = parse_args()
+    args = parse_args(__doc__.splitlines()[0], "train_syncnet", "scripts/train_syncnet.py")
     upstream, media, out = os.path.abspath(args.upstream), Path(args.media).resolve(), Path(args.out).resolve()
     ours = load_ours()
     import torch

@@ -19,7 +19,6 @@ Gradients are recorded as per-tensor sums, norms and projections on a hashed dir
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from upstream_env import load_ours, use_upstream  # this folder: run as a script
+from upstream_env import load_ours, parse_args, use_upstream  # this folder: run as a script
 
 REPO = Path(__file__).resolve().parents[2]
 WEIGHT_SEED, DATA_SEED, STEP_SEED = 1247, 7, 20240
@@ -76,17 +75,6 @@ OBSERVED = {
     "full gradient tensors, of their max": "stage1 5.3e-4, stage2 1.6e-3, stage2_efficient 3.3e-4",
     "total norm before clipping, relative": "stage1 3.1e-5, stage2 3.5e-4, stage2_efficient 6.8e-5",
 }
-
-
-def parse_args() -> argparse.Namespace:
-    """The upstream checkout and the output folder."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--upstream", default=os.environ.get("LS_UPSTREAM"), help="extracted upstream checkout")
-    p.add_argument("--out", default=str(REPO / "tests" / "fixtures" / "train_unet"))
-    args = p.parse_args()
-    if not args.upstream or not (Path(args.upstream) / "scripts" / "train_unet.py").is_file():
-        p.error("give --upstream (or LS_UPSTREAM): an extracted bytedance/LatentSync checkout at a229c39")
-    return args
 
 
 def unet_config(ours, stage: dict) -> dict:
@@ -257,7 +245,7 @@ def run_trepa_vit(ours, batch: dict) -> dict:
 
 def main() -> None:
     """Run every stage and TREPA on upstream's code and write the fixture."""
-    args = parse_args()
+    args = parse_args(__doc__.splitlines()[0], "train_unet", "scripts/train_unet.py", media=False)
     upstream, out = os.path.abspath(args.upstream), Path(args.out).resolve()
     ours = load_ours("tiny_models", "train.unet_fixture_nets", "train.videomae")
     use_upstream(upstream)

@@ -1,4 +1,5 @@
-"""How every fixture generator imports upstream LatentSync's checkout next to this repository's library.
+"""How every fixture generator finds (``parse_args``) and imports upstream LatentSync's checkout next to this
+repository's library.
 
 Both packages are called ``latentsync``: upstream's is imported by its own name from an extracted checkout put
 first on ``sys.path`` (``use_upstream``), and this repository's is loaded under the name ``ours`` (``load_ours``).
@@ -19,6 +20,7 @@ directory, so ``use_upstream(..., workdir=...)`` copies the first two there and 
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
 import os
@@ -28,6 +30,20 @@ import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def parse_args(description: str, fixture: str, needs: str, media: bool = True) -> argparse.Namespace:
+    """A generator's arguments: --upstream (or $LS_UPSTREAM), a checkout that has the file ``needs``; --media
+    (demo1/demo2 files) when ``media``; --out (default tests/fixtures/``fixture``)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--upstream", default=os.environ.get("LS_UPSTREAM"), help="extracted upstream checkout")
+    if media:
+        p.add_argument("--media", default=str(REPO.parent / "shared" / "media"), help="folder with demo1/demo2 files")
+    p.add_argument("--out", default=str(REPO / "tests" / "fixtures" / fixture))
+    args = p.parse_args()
+    if not args.upstream or not (Path(args.upstream) / needs).is_file():
+        p.error("give --upstream (or LS_UPSTREAM): an extracted bytedance/LatentSync checkout at a229c39")
+    return args
 
 
 def load_ours(*submodules: str) -> types.ModuleType:
