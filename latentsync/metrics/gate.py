@@ -107,11 +107,11 @@ def _number(x: float) -> Optional[float]:
 def gate_segment(generate: Callable[[int], torch.Tensor], original: torch.Tensor, wav16k: torch.Tensor,
                  fps: float | Fraction, models: SyncModels, *, min_sync: float, max_retries: int, base_seed: int,
                  options: Optional[SyncOptions] = None, detect: bool = True,
-                 boxes: Optional[Sequence[np.ndarray]] = None, clock: Callable[[], float] = time.perf_counter) -> tuple[torch.Tensor, GateDecision]:
+                 boxes: Optional[Sequence[np.ndarray]] = None, cuts: Optional[Sequence[int]] = None, clock: Callable[[], float] = time.perf_counter) -> tuple[torch.Tensor, GateDecision]:
     """Run the gate on one segment: ``generate(seed)`` gives its frames (n, H, W, C) for a seed, ``original`` the
     source frames, ``wav16k`` its 16 kHz mono audio from the first frame, ``fps`` its rate, ``boxes`` (optional, one
-    array of face boxes per frame) the faces already known, so that no S3FD pass runs. Returns the frames to use and
-    the decision record."""
+    array of face boxes per frame) and ``cuts`` (optional, frames that start a shot) what is already known, so that
+    no S3FD pass or cut scan runs. Returns the frames to use and the decision record."""
     if max_retries < 0:
         raise ValueError(f"max_retries must be 0 or more, got {max_retries}.")
     if not math.isfinite(float(min_sync)):
@@ -128,7 +128,7 @@ def gate_segment(generate: Callable[[int], torch.Tensor], original: torch.Tensor
         t0 = clock()
         frames = generate(seed)
         t1 = clock()
-        score: SyncScore = score_clip(frames, wav16k, fps, models, options, detect=detect, boxes=boxes)
+        score: SyncScore = score_clip(frames, wav16k, fps, models, options, detect=detect, boxes=boxes, cuts=cuts)
         t2 = clock()
         decision.attempts.append(GateAttempt(attempt, seed, _number(score.confidence), _number(score.distance),
                                              int(score.offset), score.scorable, t1 - t0, t2 - t1, score.report()))

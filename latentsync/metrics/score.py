@@ -216,10 +216,11 @@ def score_track_frames(syncnet: SyncNetV2, frames: Callable[[np.ndarray], torch.
 @torch.no_grad()
 def score_frames(frames: torch.Tensor, wav16k: torch.Tensor, models: SyncModels,
                  options: Optional[SyncOptions] = None, *, index: Optional[np.ndarray] = None,
-                 detections: Optional[list[np.ndarray]] = None, progress: Optional[Progress] = None,
-                 source_fps: float = float(FPS)) -> SyncScore:
+                 detections: Optional[list[np.ndarray]] = None, cuts: Optional[Sequence[int]] = None,
+                 progress: Optional[Progress] = None, source_fps: float = float(FPS)) -> SyncScore:
     """Score full frames at 25 fps (``frames[index]`` when an index map is given): faces found with S3FD, or
-    given as ``detections`` (per 25 fps frame an ``(n, >=4)`` array of ``x1, y1, x2, y2`` boxes)."""
+    given as ``detections`` (per 25 fps frame an ``(n, >=4)`` array of ``x1, y1, x2, y2`` boxes); shot cuts
+    found by upstream's content detector, or given as ``cuts`` (25 fps positions that start a shot)."""
     options = options or SyncOptions()
     if models.s3fd is None and detections is None:
         raise ValueError("score_frames needs the S3FD face detector (SyncModels.s3fd); load sfd_face.pth.")
@@ -244,17 +245,19 @@ def score_frames(frames: torch.Tensor, wav16k: torch.Tensor, models: SyncModels,
     total = 2 * count
     found_boxes: list[np.ndarray] = []
     score_parts, previous = [], None
-    for start in range(0, count, options.detect_batch):
+    for start in range(0, count, options.detect_batch) if detections is None or cuts is None else ():
         batch = get(np.arange(start, min(count, start + options.detect_batch)))
         if detections is None:
             found_boxes += faces.detect_faces(models.s3fd, batch, scale=options.detect_scale, conf_th=options.conf_th)
-        part, previous = scenes.content_scores(batch, previous)
-        score_parts.append(part)
+        if cuts is None:
+            part, previous = scenes.content_scores(batch, previous)
+            score_parts.append(part)
         if progress is not None:
             progress(start + batch.shape[0], total)
     detections = found_boxes if detections is None else [np.asarray(d, dtype=np.float64) for d in detections]
     found = sum(1 for d in detections if len(d))
-    cuts = scenes.detect_cuts(torch.cat(score_parts))
+    cuts = scenes.detect_cuts(torch.cat(score_parts)) if cuts is None else sorted({int(c) for c in cuts
+                                                                                  if 0 < int(c) < count})
     tracks = scene_tracks(detections, scenes.scene_ranges(count, cuts), min_track=options.min_track,
                           min_face_size=options.min_face_size)
     info = dict(num_frames=count, faces_found=found, source_fps=source_fps)
@@ -314,12 +317,14 @@ def score_crops(crops: torch.Tensor, wav16k: torch.Tensor, syncnet: SyncNetV2,
 
 def score_clip(frames: torch.Tensor, wav16k: torch.Tensor, fps: float | Fraction, models: SyncModels,
                options: Optional[SyncOptions] = None, *, detect: bool = True,
-               boxes: Optional[Sequence[np.ndarray]] = None, progress: Optional[Progress] = None) -> SyncScore:
+               boxes: Optional[Sequence[np.ndarray]] = None, cuts: Optional[Sequence[int]] = None,
+               progress: Optional[Progress] = None) -> SyncScore:
     """Score any clip: frames (n, H, W, C) uint8 or float 0..1 at ``fps``, audio 16 kHz mono (int16 grid)
     starting with the first frame. Bad clips come back with ``scorable=False`` and the reason.
 
     ``boxes`` (one ``(k, >=4)`` array of ``x1, y1, x2, y2`` per frame, empty where no face) replaces S3FD when the
-    caller already knows the faces: the sync gate passes the pipeline's own tracked boxes."""
+    caller already knows the faces: the sync gate passes the pipeline's own tracked boxes. ``cuts`` (frame indices
+    that start a shot) replaces the scan for shot cuts the same way; the gate passes the pipeline's own."""
     options = options or SyncOptions()
     _check_inputs(frames, wav16k)
     fps_value = float(fps)
@@ -330,13 +335,15 @@ def score_clip(frames: torch.Tensor, wav16k: torch.Tensor, fps: float | Fraction
     problem = clip_problem(len(index), wav16k, options.vshift)
     if problem:
         return unscorable(problem, **info)
+    at_25 = None if cuts is None else [int(np.searchsorted(index, c)) for c in cuts]  # the first frame from it on
     if boxes is not None:
         if len(boxes) != frames.shape[0]:
             raise ValueError(f"score_clip: {len(boxes)} box arrays for {frames.shape[0]} frames; give one per frame.")
         return score_frames(frames, wav16k, models, options, index=index, detections=[boxes[i] for i in index],
-                            progress=progress, source_fps=fps_value)
+                            cuts=at_25, progress=progress, source_fps=fps_value)
     if detect:
-        return score_frames(frames, wav16k, models, options, index=index, progress=progress, source_fps=fps_value)
+        return score_frames(frames, wav16k, models, options, index=index, cuts=at_25, progress=progress,
+                            source_fps=fps_value)
     return score_crops(frames, wav16k, models.syncnet, options, index=index, progress=progress, source_fps=fps_value)
 
 

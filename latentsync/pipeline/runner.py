@@ -482,14 +482,17 @@ def lipsync_file(
                 done.synchronize()
             return host
 
-        # The faces are known: the tracked box where the face was found (where it was not, nothing was pasted),
-        # so scoring a segment costs SyncNet and its crops, not an S3FD pass over every frame.
+        # The faces and shots are known: the tracked box where the face was found (where it was not, nothing was
+        # pasted) and the tracker's cuts, so scoring a segment costs SyncNet and its crops, not an S3FD pass and a
+        # cut scan over every frame.
         ids = src[a:b].numpy()
         boxes = [track.boxes[i][None] if track.found[i] else np.zeros((0, 4), np.float32) for i in ids]
+        jumps = np.abs(np.diff(ids.astype(np.int64))) > 1  # a looped video's jump back to its start is a cut too
+        cuts = [j for j in range(1, len(ids)) if track.resets[ids[j]] or jumps[j - 1]]
         frames, decision = gate_segment(
             generate, torch.from_numpy(source_frames), segment_audio(wav16, a, b, fps, times), fps, sync_models,
             min_sync=float(options.min_sync), max_retries=int(options.sync_retries), base_seed=video_plan.seed,
-            options=sync_options, boxes=boxes)
+            options=sync_options, boxes=boxes, cuts=cuts)
         gated_segments.append(GatedSegment(a, b, decision))
         level = logging.INFO if decision.decision == "accepted" else logging.WARNING
         log.log(level, "%s: sync gate %s", os.path.basename(video_path), gated_segments[-1].line())

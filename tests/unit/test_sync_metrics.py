@@ -160,6 +160,14 @@ def test_given_boxes_replace_s3fd(media, tmp_path):
     with pytest.raises(ValueError, match="S3FD"):  # without boxes, the detector is needed
         score_clip(frames, wav, 25, syncnet_only, options)
 
+    # Shot cuts: found by the content scan, or given (the gate gives the tracker's, and no frame is scanned).
+    inverted = torch.cat([frames[:30], 255 - frames[30:]])  # a hard cut at frame 30: two shots too short to score
+    assert_not_scorable(score_clip(inverted, wav, 25, syncnet_only, options, boxes=[face] * 60), "no face track")
+    no_cut = score_clip(inverted, wav, 25, syncnet_only, options, boxes=[face] * 60, cuts=[])
+    assert no_cut.scorable and len(no_cut.tracks) == 1
+    assert_not_scorable(score_clip(frames, wav, 25, syncnet_only, options, boxes=[face] * 60, cuts=[30]),
+                        "no face track")
+
 
 def test_face_crops_are_scored(demo_frames, speech, syncnet):
     """Frames that already are face crops (detection off), as uint8 and as a ComfyUI IMAGE, at 25 and 30 fps."""
