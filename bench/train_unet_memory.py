@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import statistics
 import sys
@@ -136,9 +137,12 @@ def random_batch(settings: StepSettings, batch: int, audio_dim: int, device: tor
 def run_case(stage: str, preset_name: str, args: argparse.Namespace, device: torch.device) -> dict:
     """One stage x preset: median step seconds and peak memory."""
     cuda = device.type == "cuda"
+    gc.collect()  # the previous case's nets and optimizer states must be gone before this case's peak counts
+    start_allocated = 0
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+        start_allocated = torch.cuda.memory_allocated(device)
     torch.manual_seed(0)
     unet, params, nets, settings, precision, optimizer, kind, config = build(stage, PRESETS[preset_name], args.tiny, device)
     batch = random_batch(settings, args.batch, int(config["cross_attention_dim"]), device)
@@ -162,6 +166,7 @@ def run_case(stage: str, preset_name: str, args: argparse.Namespace, device: tor
     if cuda:
         row["peak_allocated_GiB"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         row["peak_reserved_GiB"] = round(torch.cuda.max_memory_reserved(device) / 2**30, 2)
+        row["allocated_before_GiB"] = round(start_allocated / 2**30, 2)  # left by earlier cases (should be ~0)
     del unet, params, nets, optimizer, batch
     return row
 
