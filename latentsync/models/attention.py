@@ -97,9 +97,12 @@ class TransformerBlock(nn.Module):
         if self.attn2 is not None and context is not None:
             zero = x.shape[0] - context.shape[0]
             if zero:  # the first rows' audio is all zero (CFG's unconditional half): k = v = 0, so their
-                # cross-attention is exactly to_out's bias; it is added, not computed
+                # cross-attention is exactly to_out's bias; it is added, not computed. The bias comes from the layer
+                # itself (to_out of zeros), so weight-casting or patching layer classes give it as they give forward.
+                out = self.attn2.to_out[0]
+                bias = out(x.new_zeros(1, 1, out.in_features))
                 cond = x[zero:] + self.attn2(self.norm2(x[zero:]), context)
-                x = torch.cat([x[:zero] + self.attn2.to_out[0].bias.to(x.device, x.dtype), cond])
+                x = torch.cat([x[:zero] + bias, cond])
             else:
                 x = x + self.attn2(self.norm2(x), context)
         return x + self.ff(self.norm3(x))

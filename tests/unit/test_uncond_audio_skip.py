@@ -60,3 +60,25 @@ def test_audio_shapes_are_checked(unet):
         unet(sample, 999, audio[:, :3])  # other frame count
     with pytest.raises(ValueError, match="encoder_hidden_states"):
         unet(sample, 999, audio.flatten(0, 1)[:3])  # flat, not whole samples
+
+
+class PatchedLinear(torch.nn.Linear):
+    """Like ComfyUI's cast/patch-at-forward layers: the weights used are not the stored parameters."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(x, self.weight * 1.5, None if self.bias is None else self.bias + 0.25)
+
+
+@torch.no_grad()
+def test_the_bias_comes_through_the_layer_as_forward_sees_it():
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    ops = SimpleNamespace(Linear=PatchedLinear, Conv2d=nn.Conv2d, GroupNorm=nn.GroupNorm, LayerNorm=nn.LayerNorm)
+    torch.manual_seed(1)
+    model = UNet3DConditionModel(tiny_unet_config(), operations=ops).eval()
+    for p in model.parameters():
+        p.copy_(torch.randn_like(p) * 0.05)
+    sample, audio = inputs(model, 1)
+    assert torch.equal(model(sample, 999, audio), model(sample, 999, torch.cat([torch.zeros_like(audio), audio])))
