@@ -3,7 +3,8 @@
 Times one full-size (random-weight) forward per variant with CUDA events (median of several replays), reports
 TFLOP/s from FlopCounterMode and the share of kernel time by kind (GEMM / conv / attention / the rest) from the
 profiler; eager rows also with the conditional audio only (the sampler's call: the unconditional half's audio
-cross-attention skipped; TFLOP/s there counts the full work). Writes JSON to --json. Example (GPU machine, repository root):
+cross-attention skipped; TFLOP/s there counts the full work). Writes JSON to --json. Example (GPU machine,
+repository root):
 
     python bench/unet_speed.py --res 256,512 --chunks 1,2,4 --compile --json $OUT/unet_speed.json
 """

@@ -107,7 +107,8 @@ def _number(x: float) -> Optional[float]:
 def gate_segment(generate: Callable[[int], torch.Tensor], original: torch.Tensor, wav16k: torch.Tensor,
                  fps: float | Fraction, models: SyncModels, *, min_sync: float, max_retries: int, base_seed: int,
                  options: Optional[SyncOptions] = None, detect: bool = True,
-                 boxes: Optional[Sequence[np.ndarray]] = None, cuts: Optional[Sequence[int]] = None, clock: Callable[[], float] = time.perf_counter) -> tuple[torch.Tensor, GateDecision]:
+                 boxes: Optional[Sequence[np.ndarray]] = None, cuts: Optional[Sequence[int]] = None,
+                 clock: Callable[[], float] = time.perf_counter) -> tuple[torch.Tensor, GateDecision]:
     """Run the gate on one segment: ``generate(seed)`` gives its frames (n, H, W, C) for a seed, ``original`` the
     source frames, ``wav16k`` its 16 kHz mono audio from the first frame, ``fps`` its rate, ``boxes`` (optional, one
     array of face boxes per frame) and ``cuts`` (optional, frames that start a shot) what is already known, so that

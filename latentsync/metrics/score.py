@@ -245,7 +245,8 @@ def score_frames(frames: torch.Tensor, wav16k: torch.Tensor, models: SyncModels,
     total = 2 * count
     found_boxes: list[np.ndarray] = []
     score_parts, previous = [], None
-    for start in range(0, count, options.detect_batch) if detections is None or cuts is None else ():
+    scan = detections is None or cuts is None  # one pass over the frames for whichever is not given
+    for start in range(0, count, options.detect_batch) if scan else ():
         batch = get(np.arange(start, min(count, start + options.detect_batch)))
         if detections is None:
             found_boxes += faces.detect_faces(models.s3fd, batch, scale=options.detect_scale, conf_th=options.conf_th)
@@ -256,8 +257,10 @@ def score_frames(frames: torch.Tensor, wav16k: torch.Tensor, models: SyncModels,
             progress(start + batch.shape[0], total)
     detections = found_boxes if detections is None else [np.asarray(d, dtype=np.float64) for d in detections]
     found = sum(1 for d in detections if len(d))
-    cuts = scenes.detect_cuts(torch.cat(score_parts)) if cuts is None else sorted({int(c) for c in cuts
-                                                                                  if 0 < int(c) < count})
+    if cuts is None:
+        cuts = scenes.detect_cuts(torch.cat(score_parts))
+    else:
+        cuts = sorted({int(c) for c in cuts if 0 < int(c) < count})
     tracks = scene_tracks(detections, scenes.scene_ranges(count, cuts), min_track=options.min_track,
                           min_face_size=options.min_face_size)
     info = dict(num_frames=count, faces_found=found, source_fps=source_fps)

@@ -184,7 +184,7 @@ class UNet3DConditionModel(nn.Module):
             )
         if context is not None:
             width = self.config["cross_attention_dim"]
-            given = context.shape[0] if context.dim() == 4 else context.shape[0] / max(1, frames)
+            given = context.shape[0] if context.dim() == 4 else context.shape[0] // max(1, frames)  # samples
             ok_shape = (context.dim() == 4 and context.shape[1] == frames) or (
                 context.dim() == 3 and context.shape[0] % frames == 0
             )
