@@ -24,9 +24,16 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from diffusers_import import autoencoder_kl  # noqa: E402
+
+try:
+    autoencoder_kl()  # the GPU image's diffusers, imported without its broken transformers / peft (before the adapter)
+except (ImportError, RuntimeError):  # where diffusers' usual import works, the adapter's own import follows
+    pass
+
 from latentsync_impl import Impl  # noqa: E402
 
-STAGES = ("audio", "decode_wait", "align", "generate", "composite", "encode_wait")
+STAGES = ("audio", "decode_wait", "align", "vae_encode", "sample", "vae_decode", "composite", "encode_wait")
 
 
 class Recorder:
@@ -156,7 +163,7 @@ def main() -> None:
             }
             flops = UNET_TFLOP_PER_FRAME.get((int(res), dc == "on"))
             if flops and not args.smoke and args.steps == 20:
-                row["unet_tflop_per_s_in_generate"] = flops * row["frames"] / max(rec.seconds.get("generate", 0), 1e-9)
+                row["unet_tflop_per_s_in_sample"] = flops * row["frames"] / max(rec.seconds.get("sample", 0), 1e-9)
             rows.append(row)
             print(json.dumps(row), flush=True)
             del impl
@@ -168,7 +175,7 @@ def main() -> None:
     for r in rows:
         name = f"{r['case']['resolution']}:{'on' if r['case']['deepcache'] else 'off'}"
         print(f"{name:10s} {r['frames']:6d} {r['seconds']:8.2f} {r['fps']:6.2f} "
-              f"{r.get('unet_tflop_per_s_in_generate', 0):7.1f} {r['vram_peak_reserved_gib']:12.2f} "
+              f"{r.get('unet_tflop_per_s_in_sample', 0):7.1f} {r['vram_peak_reserved_gib']:12.2f} "
               f"{r['host_peak_rss_gib']:8.2f}  " + " ".join(f"{r['stages'].get(s, 0):9.2f}" for s in STAGES))
     if args.json:
         gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"

@@ -29,7 +29,8 @@ from latentsync.tiny_models import tiny_unet_config  # noqa: E402
 
 
 def random_models(resolution: int, device: torch.device, dtype: torch.dtype, seed: int = 0,
-                  smoke: bool = False, vae_batch: int | None = None) -> LipsyncModels:
+                  smoke: bool = False, vae_batch: int | None = None, vae_channels_last: bool = False,
+                  vae_pixel_budget: int | None = None) -> LipsyncModels:
     """Full-size U-Net (stage2), Whisper tiny encoder and sd-vae-ft-mse-shaped VAE with random weights
     (``smoke``: narrow versions of the same architectures, to check the plumbing on a CPU)."""
     from diffusers import AutoencoderKL
@@ -56,24 +57,27 @@ def random_models(resolution: int, device: torch.device, dtype: torch.dtype, see
     unet = unet.to(dtype).eval().requires_grad_(False)
     vae = vae.to(dtype).eval().requires_grad_(False)
     return LipsyncModels(unet=unet, whisper=whisper.eval().requires_grad_(False), resolution=resolution,
-                         vae=DiffusersVAE(vae, batch_size=vae_batch))
+                         vae=DiffusersVAE(vae, batch_size=vae_batch, channels_last=vae_channels_last,
+                                          **({"pixel_budget": vae_pixel_budget} if vae_pixel_budget else {})))
 
 
 class Impl:
     """Harness adapter: builds the models once (not timed); ``run`` is one full lip-sync call."""
 
-    group_of = {"audio": "audio_features", "decode_wait": "video_read", "align": "affine", "generate": "unet_loop",
-                "composite": "restore", "encode_wait": "write_mux"}
+    group_of = {"audio": "audio_features", "decode_wait": "video_read", "align": "affine", "vae_encode": "vae_encode",
+                "sample": "unet_loop", "vae_decode": "vae_decode", "composite": "restore", "encode_wait": "write_mux"}
 
     def __init__(self, case: dict, rec, workdir: str):
         self.case, self.rec = case, rec
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[case.get("dtype", "fp16")]
         resolution = int(case.get("resolution", RESOLUTION_BY_VERSION["1.6"]))
-        self.models = random_models(resolution, self.device, self.dtype, smoke=bool(case.get("smoke", False)),
-                                    vae_batch=case.get("vae_batch"))
         # speed settings: the case, then LATENTSYNC_BENCH_OPTS (JSON), then defaults (compiled, 2 chunks per call at 256)
         extra = {**json.loads(os.environ.get("LATENTSYNC_BENCH_OPTS", "{}")), **case}
+        self.models = random_models(resolution, self.device, self.dtype, smoke=bool(case.get("smoke", False)),
+                                    vae_batch=extra.get("vae_batch"),
+                                    vae_channels_last=bool(extra.get("vae_channels_last", False)),
+                                    vae_pixel_budget=extra.get("vae_pixel_budget"))
         batch_chunks = int(extra.get("batch_chunks", 2 if resolution <= 256 else 1))
         self.options = RunOptions(
             sampler=SamplerOptions(steps=int(case.get("steps", 20)), guidance_scale=float(case.get("guidance", 1.5)),
