@@ -380,13 +380,22 @@ def lipsync_file(
         the host (pinned when on CUDA, the copy still in flight) and the event that marks the copy done."""
         smp.options.batch_chunks = plan_now.batch_chunks
         frames, mats, faces = align_window(a, b, source_frames)
-        with stage("generate"):
+        with stage("vae_encode"):
             encoded = stages.encode(vae, faces, mask, batch_size=plan_now.vae_batch)
-            windows = window_audio(a, b)
-            latents = smp.sample_vae_latents(encoded, windows, skip_chunk=skip, callback=on_step,
+            settle()
+        with stage("sample"):
+            latents = smp.sample_vae_latents(encoded, window_audio(a, b), skip_chunk=skip, callback=on_step,
                                              steps_total=steps_total)
+        with stage("vae_decode"):
             generated = stages.decode(vae, latents, faces, mask, batch_size=plan_now.vae_batch)
+            settle()
         return composite_window(a, b, frames, mats, generated)
+
+    def settle() -> None:
+        """Give the blocks of the stage just done back to the device: the VAE's, the U-Net's and the compositing's
+        temporaries differ in size, and cached side by side they raise the reserved memory by more than a GiB."""
+        if device.type == "cuda":
+            free_cached_memory(device)
 
     def align_window(a: int, b: int, source_frames: np.ndarray) -> tuple:
         """A window's frames on the device, their alignment matrices and aligned faces."""
@@ -400,15 +409,23 @@ def lipsync_file(
                                     timestamps=None if times is None else times[a:b])
 
     def composite_window(a: int, b: int, frames: torch.Tensor, mats: torch.Tensor, generated: torch.Tensor) -> tuple:
-        """Paste a window's generated faces into its frames; the frames on the host (see ``process``)."""
+        """Paste a window's generated faces into its frames; the frames on the host (see ``process``): on a GPU
+        already in the encoder's yuv420p (half the bytes to copy and hold, no conversion in the encode thread),
+        except for the sync gate, which scores RGB frames."""
         with stage("composite"):
             out = stages.composite(frames, generated, mats.to(device), resolution, apply=apply[a:b].to(device))
             if device.type != "cuda":
                 return out.cpu(), None
+            if not gated and out.shape[1] % 2 == 0 and out.shape[2] % 2 == 0:
+                from ..io.yuv import rgb_to_yuv420
+
+                out = rgb_to_yuv420(out)
             host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
             host.copy_(out, non_blocking=True)
             done = torch.cuda.Event()
             done.record()
+            del out
+            settle()
             return host, done
 
     def process_fitting(a: int, b: int, source_frames: np.ndarray, smp=None, on_step=None) -> tuple:
@@ -442,7 +459,7 @@ def lipsync_file(
     def write(writer, host: torch.Tensor, done: Optional[torch.cuda.Event]) -> None:
         if done is not None:
             done.synchronize()
-        writer.write(host.numpy())
+        (writer.write_yuv420 if host.dim() == 3 else writer.write)(host.numpy())
 
     def drain(keep: int) -> None:
         """Wait for queued writes until at most ``keep`` remain, reporting each finished one."""
