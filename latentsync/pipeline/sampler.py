@@ -297,10 +297,13 @@ class LipsyncSampler:
             from ..models.unet import DeepCacheState
 
             deepcache = DeepCacheState()
+        # The timesteps go to the device once: a tensor made from a number per step is a blocking copy, which would
+        # make the host wait for every step to finish before queueing the next one.
+        t_device = [t.clone() for t in self.schedule.timesteps.to(dev)]
         for j, t in enumerate(self.schedule.timesteps.tolist()):
             x = torch.cat([latents, latents]) if cfg else latents
             unet_in = torch.cat([x, cond], dim=1)
-            t_in = torch.tensor(t, device=dev)
+            t_in = t_device[j]
             if deepcache is not None:
                 if j % opts.deepcache_interval == 0:
                     deepcache.cached = None
