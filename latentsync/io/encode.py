@@ -35,6 +35,7 @@ VFR_TIME_BASE = Fraction(1, 90000)
 _COLOR_TAGS = {"colorspace": 1, "color_primaries": 1, "color_trc": 1, "color_range": 1}
 # If every timestamp sits within this share of a frame interval from i/fps, the timing is treated as CFR.
 _CFR_SNAP = 1e-3
+_CONVERT_THREADS = 4  # swscale threads for RGB -> YUV (a 1080x1920 frame: ~18 ms on one core, ~7 ms on two)
 _LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
@@ -133,6 +134,9 @@ class VideoWriter:
             raise ValueError(f"pix_fmt must be one of {', '.join(PIX_FMTS)}, got {pix_fmt!r}")
         self._crf, self._preset, self._pix_fmt = crf, preset, pix_fmt
         self._overwrite, self._threads, self._audio_bitrate = overwrite, threads, audio_bitrate
+        threaded = int(av.__version__.split(".")[0]) >= 17  # PyAV 17 added threaded reformatting
+        convert = max(1, min(_CONVERT_THREADS, threads or os.cpu_count() or 1))
+        self._convert_threads = {"threads": convert} if threaded else {}
         self._metadata = {str(key): str(value) for key, value in (metadata or {}).items()}
         self._ticks = self._timestamp_ticks(timestamps)
         self._time_base = Fraction(1) / self.fps if self._ticks is None else VFR_TIME_BASE
@@ -243,26 +247,58 @@ class VideoWriter:
         if batch.dtype != np.uint8:
             raise ValueError(f"frames must be uint8 0..255, got {batch.dtype}; convert a 0..1 float IMAGE "
                              "with (x * 255).round().clamp(0, 255).to(torch.uint8)")
-        if self._ticks is not None and self._frames + len(batch) > len(self._ticks):
-            raise ValueError(f"{len(self._ticks)} timestamps were given but frame {len(self._ticks)} is being written")
-        if self._container is None:
-            self._open(*batch.shape[1:3])
-        elif batch.shape[1:3] != self._size:
-            raise ValueError(f"frame size changed from {self._size[1]}x{self._size[0]} to "
-                             f"{batch.shape[2]}x{batch.shape[1]}; all frames of a video must have one size")
+        self._check_batch(len(batch), tuple(batch.shape[1:3]))
         if any(self._pad):
             batch = np.pad(batch, ((0, 0), (0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
         try:
             for rgb in batch:
-                self._encode_frame(np.ascontiguousarray(rgb))
+                self._encode_frame(self._rgb_frame(np.ascontiguousarray(rgb)))
             if self._audio_stream is not None:
                 self._encode_audio(self._audio_target(self._frames), final=False)
         except FFmpegError as exc:
             raise MediaError(f"{self.path}: encoding failed ({exc})") from exc
 
-    def _encode_frame(self, rgb: np.ndarray) -> None:
+    def write_yuv420(self, planes) -> None:
+        """Encode frames already in the stream's format: uint8 ``(b, H * 3 // 2, W)`` yuv420p arrays, BT.709 limited
+        range (:func:`latentsync.io.yuv.rgb_to_yuv420`), numpy or torch. Needs a yuv420p writer and an even size."""
+        if self._closed:
+            raise MediaError(f"{self.path}: write_yuv420() after close()")
+        if self._pix_fmt != "yuv420p":
+            raise ValueError(f"write_yuv420 needs a yuv420p writer, this one writes {self._pix_fmt}; use write()")
+        batch = _as_numpy(planes)
+        if batch.ndim == 2:
+            batch = batch[None]
+        if batch.ndim != 3 or batch.dtype != np.uint8 or batch.shape[1] % 3 or batch.shape[2] % 2:
+            raise ValueError(f"planes must be uint8 (b, H * 3 // 2, W) with H and W even, got {batch.dtype} "
+                             f"{tuple(batch.shape)}")
+        size = (batch.shape[1] * 2 // 3, batch.shape[2])
+        if size[0] % 2:
+            raise ValueError(f"planes of {batch.shape[1]} rows do not hold an even frame height")
+        self._check_batch(len(batch), size)
+        try:
+            for plane in batch:
+                self._encode_frame(av.VideoFrame.from_ndarray(np.ascontiguousarray(plane), format="yuv420p"))
+            if self._audio_stream is not None:
+                self._encode_audio(self._audio_target(self._frames), final=False)
+        except FFmpegError as exc:
+            raise MediaError(f"{self.path}: encoding failed ({exc})") from exc
+
+    def _check_batch(self, count: int, size: tuple[int, int]) -> None:
+        """Timestamps left for ``count`` frames; the stream opened at the first batch's ``size``, kept after."""
+        if self._ticks is not None and self._frames + count > len(self._ticks):
+            raise ValueError(f"{len(self._ticks)} timestamps were given but frame {len(self._ticks)} is being written")
+        if self._container is None:
+            self._open(*size)
+        elif size != self._size:
+            raise ValueError(f"frame size changed from {self._size[1]}x{self._size[0]} to "
+                             f"{size[1]}x{size[0]}; all frames of a video must have one size")
+
+    def _rgb_frame(self, rgb: np.ndarray) -> "av.VideoFrame":
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        frame = frame.reformat(format=self._pix_fmt, dst_colorspace="ITU709")  # limited range, as tagged
+        # limited range, as tagged; swscale's slice threads give the same pixels and keep up with x264's threads
+        return frame.reformat(format=self._pix_fmt, dst_colorspace="ITU709", **self._convert_threads)
+
+    def _encode_frame(self, frame: "av.VideoFrame") -> None:
         frame.pts = self._frames if self._ticks is None else int(self._ticks[self._frames])
         frame.time_base = self._time_base
         self._mux_video(self._video.encode(frame))
