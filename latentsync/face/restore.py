@@ -28,7 +28,7 @@ from .warp import (
 from .resize import bicubic_antialias, reflect_indices
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, for grey frames
-_MAX_WINDOW_PIXELS = 1 << 23  # per processing chunk: frames x window area (~1 GB of temporaries)
+_MAX_WINDOW_PIXELS = 1 << 21  # per processing chunk: frames x window area (~250 MB of temporaries)
 # Zero rows/columns kept around the crop outline in each window. The erosions shrink the outline by as
 # much as the blur later spreads it (minus one pixel), so with this ring every window-truncated erosion
 # and every mirrored blur tap sees only zeros where the whole frame would: results equal whole-frame ones.

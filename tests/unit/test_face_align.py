@@ -151,3 +151,16 @@ def test_warp_rejects_bad_input():
         align.warp_faces(torch.zeros(1, 64, 64, 3), mats, 256)
     with pytest.raises(ValueError, match="matrices"):
         align.warp_faces(torch.zeros(2, 64, 64, 3, dtype=torch.uint8), mats, 256)
+
+
+def test_warp_faces_in_parts_equals_one_batch(monkeypatch):
+    # Frames are aligned in parts of a bounded crop-pixel budget; each part is per frame, so nothing changes.
+    gen = torch.Generator().manual_seed(5)
+    frames = torch.randint(0, 256, (5, 96, 120, 3), dtype=torch.uint8, generator=gen)
+    pts = torch.stack([face_points((60, 50), 30 + 4 * i, 0.1 * i) for i in range(5)])
+    mats = align.matrices_from_points(pts, 256)
+    whole = align.warp_faces(frames, mats, 256)
+    monkeypatch.setattr(align, "_ALIGN_CROP_PIXELS", 2 * 210 * 280)  # two 256 px crops per part: 3 parts
+    assert torch.equal(align.warp_faces(frames, mats, 256), whole)
+    with pytest.raises(ValueError):
+        align.warp_faces(frames, mats[:4], 256)

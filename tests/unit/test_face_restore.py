@@ -183,3 +183,14 @@ def test_rejects_bad_input():
         restore.composite(frames, faces, mats, 256, apply=torch.ones(3, dtype=torch.bool))
     with pytest.raises(ValueError, match="dtype"):
         restore.composite(frames, faces, mats, 256, dtype=torch.bfloat16)
+
+
+def test_processing_in_small_parts_gives_the_same_frames(monkeypatch):
+    # The window budget bounds the temporaries (one frame per part here); the result must not depend on it.
+    frames = _frames(5, 120, 140, 3, seed=7)
+    pts = torch.stack([face_points((70, 60), 40 + 6 * i, 0.1 * i) for i in range(5)])
+    mats = align.matrices_from_points(pts, 256)
+    faces = _faces(5, 256, seed=8)
+    whole = restore.composite(frames, faces, mats, 256)
+    monkeypatch.setattr(restore, "_MAX_WINDOW_PIXELS", 1)
+    assert torch.equal(restore.composite(frames, faces, mats, 256), whole)
