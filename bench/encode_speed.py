@@ -1,0 +1,84 @@
+"""How fast the output writer can go: RGB -> YUV conversion and H.264 encoding of full-size frames, on this machine.
+
+    python bench/encode_speed.py --video demo1_video.mp4 [--frames 242] [--json out.json]
+
+Rows (frames per second over ``--frames`` frames, demo1's own frames repeated):
+- ``writer``: :class:`latentsync.io.video.VideoWriter` as the pipeline uses it (RGB in, swscale BT.709, libx264
+  crf 18 medium), one thread feeding it as the runner's encode thread does;
+- ``reformat``: the swscale RGB -> yuv420p conversion alone, on 1 and 4 threads (PyAV >= 17);
+- ``x264_yuv``: libx264 crf 18 medium fed yuv420p frames (conversion done elsewhere);
+- ``nvenc_yuv``: h264_nvenc, when this FFmpeg build and driver have it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _encode_yuv(path: str, yuv: list, fps: int, codec: str, options: dict) -> float:
+    import av
+
+    t0 = time.perf_counter()
+    with av.open(path, "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        h = yuv[0].shape[0] * 2 // 3
+        stream.width, stream.height, stream.pix_fmt = yuv[0].shape[1], h, "yuv420p"
+        stream.options = options
+        for i, plane in enumerate(yuv):
+            frame = av.VideoFrame.from_ndarray(plane, format="yuv420p")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    import av
+
+    from latentsync.io.video import VideoWriter, iter_video_frames
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--video", required=True)
+    ap.add_argument("--frames", type=int, default=242)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    source = next(iter_video_frames(args.video, batch=64))[0]
+    frames = [source[i % len(source)] for i in range(args.frames)]
+    rows = {"cpus": os.cpu_count(), "frame_hw": list(source.shape[1:3]), "frames": args.frames}
+    with tempfile.TemporaryDirectory() as work:
+        t0 = time.perf_counter()
+        with VideoWriter(os.path.join(work, "w.mp4"), 25, crf=18, preset="medium") as writer:
+            for i in range(0, len(frames), 32):
+                writer.write(np.stack(frames[i:i + 32]))
+        rows["writer_fps"] = args.frames / (time.perf_counter() - t0)
+        for threads in (1, 4):
+            t0 = time.perf_counter()
+            yuv = [av.VideoFrame.from_ndarray(f, format="rgb24")
+                   .reformat(format="yuv420p", dst_colorspace="ITU709", threads=threads).to_ndarray() for f in frames]
+            rows[f"reformat_{threads}_threads_ms_per_frame"] = (time.perf_counter() - t0) / args.frames * 1e3
+        rows["x264_yuv_fps"] = args.frames / _encode_yuv(os.path.join(work, "x.mp4"), yuv, 25, "libx264",
+                                                         {"crf": "18", "preset": "medium"})
+        try:
+            rows["nvenc_yuv_fps"] = args.frames / _encode_yuv(os.path.join(work, "n.mp4"), yuv, 25, "h264_nvenc",
+                                                              {"preset": "p4", "cq": "18"})
+        except Exception as exc:  # no NVENC in this build or driver
+            rows["nvenc_yuv_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    print(json.dumps(rows), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

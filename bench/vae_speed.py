@@ -1,0 +1,97 @@
+"""VAE encode/decode speed and peak memory per face on the GPU: plain layout, channels-last, and compiled.
+
+    python bench/vae_speed.py [--cases 256:8,256:4,512:2] [--compile 256:8] [--json out.json]
+
+sd-vae-ft-mse-shaped AutoencoderKL with random weights, fp16, through :class:`latentsync.pipeline.vae.DiffusersVAE`
+(what the file pipeline calls). ``--cases`` are resolution:faces-per-call; ``--compile`` lists the cases also timed
+with the encoder and decoder under torch.compile (each compiles for a while). Median of 7 CUDA-event timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def _median_ms(fn, iters: int = 7) -> float:
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
+def main() -> None:
+    from diffusers_import import autoencoder_kl
+
+    try:
+        autoencoder_kl()  # the GPU image's diffusers, imported without its broken transformers / peft
+    except (ImportError, RuntimeError):  # where diffusers' usual import works, the adapter's own import follows
+        pass
+    from latentsync_impl import random_models
+
+    from latentsync.pipeline.vae import DiffusersVAE
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", default="256:8,256:4,512:2")
+    ap.add_argument("--compile", default="256:8")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    dev, dtype = torch.device("cuda"), torch.float16
+    module = random_models(256, dev, dtype).vae.vae
+    rows = []
+    compiled_cases = set(filter(None, args.compile.split(",")))
+    variants = [("plain", False, False), ("channels_last", True, False)]
+    if compiled_cases:
+        variants += [("compiled_channels_last", True, True)]
+    for name, cl, comp in variants:
+        vae = DiffusersVAE(module, channels_last=cl)
+        if not cl:
+            module.to(memory_format=torch.contiguous_format)
+        encoder, decoder = module.encoder, module.decoder
+        if comp:
+            module.encoder, module.decoder = torch.compile(encoder), torch.compile(decoder)
+        for case in args.cases.split(","):
+            if comp and case not in compiled_cases:
+                continue
+            res, n = (int(v) for v in case.split(":"))
+            vae.batch_size = n
+            x = torch.rand(n, 3, res, res, device=dev, dtype=dtype) * 2 - 1
+            z = torch.randn(n, 4, res // 8, res // 8, device=dev, dtype=dtype)
+            with torch.inference_mode():
+                t0 = time.perf_counter()
+                vae.encode_moments(x)
+                vae.decode(z)
+                torch.cuda.synchronize()
+                first_s = time.perf_counter() - t0
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated()
+                enc = _median_ms(lambda: vae.encode_moments(x))
+                dec = _median_ms(lambda: vae.decode(z))
+                peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+            row = {"variant": name, "res": res, "faces": n, "encode_ms_per_face": enc / n, "decode_ms_per_face": dec / n,
+                   "peak_extra_MiB": round(peak, 1), "first_call_s": round(first_s, 2)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        module.encoder, module.decoder = encoder, decoder
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
