@@ -127,6 +127,9 @@ def main() -> None:
     ap.add_argument("--vae-batch", type=int, default=None, help="frames per VAE call (default: the adapter's budget)")
     ap.add_argument("--smoke", action="store_true", help="narrow random models (CPU plumbing check)")
     ap.add_argument("--json")
+    ap.add_argument("--memory-snapshot", metavar="DIR",
+                    help="record the CUDA allocator's history during each timed call and write a snapshot per case "
+                         "(open it at https://pytorch.org/memory_viz): which blocks hold the reserved memory; slows the call")
     args = ap.parse_args()
     landmarks = Landmarks(args.landmarks, loop=args.loop_landmarks)
     rows = []
@@ -148,8 +151,15 @@ def main() -> None:
                 torch.cuda.reset_peak_memory_stats()
             reset_hwm()
             rec.seconds.clear()
+            snapshot = args.memory_snapshot and torch.cuda.is_available()
+            if snapshot:
+                torch.cuda.memory._record_memory_history(max_entries=200_000)
             t0 = time.perf_counter()
             out = impl.run(args.video, args.audio, os.path.join(work, f"out_{res}_{dc}.mp4"), landmarks)
+            if snapshot:
+                os.makedirs(args.memory_snapshot, exist_ok=True)
+                torch.cuda.memory._dump_snapshot(os.path.join(args.memory_snapshot, f"memory_{res}_{dc}.pickle"))
+                torch.cuda.memory._record_memory_history(enabled=None)
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             total = time.perf_counter() - t0
