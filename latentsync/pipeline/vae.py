@@ -42,18 +42,20 @@ class LatentVAE(Protocol):
 class DiffusersVAE:
     """Adapter for a diffusers ``AutoencoderKL`` (sd-vae-ft-mse in upstream).
 
-    Frames go through in batches of about ``pixel_budget`` pixels (4 faces at 256 px, 1 at 512 px): the VAE's
-    full-resolution activations, not the U-Net, set the peak VRAM. On an H100 (fp16) 8 faces at 256 px need 1.0 GiB
-    beyond the weights and 4 faces 0.5 GiB, for 1.2x the time per face (encode 1.67 -> 1.98 ms, decode 3.87 ->
-    4.63 ms; ``bench/vae_speed.py``); on an H200 2 faces at 512 px instead of 16 took 17.3 -> 7.5 GiB reserved
-    for +5 % time.
+    Frames go through in batches of about ``pixel_budget`` pixels, at least ``min_batch`` faces (4 faces at 256 px,
+    2 at 512 px): the VAE's full-resolution activations, not the U-Net, set the peak VRAM. On an H100 (fp16) 8 faces
+    at 256 px need 1.0 GiB beyond the weights and 4 faces 0.5 GiB, for 1.2x the time per face (encode 1.67 -> 1.98
+    ms, decode 3.87 -> 4.63 ms; ``bench/vae_speed.py``). At 512 px the VAE is a third of the run, and 2 faces per
+    call already fit an 8 GB card (7.2 GiB reserved); on an H200 they took 17.3 -> 7.5 GiB against 16 faces for +5 %
+    time.
     """
 
     def __init__(self, vae: torch.nn.Module, *, batch_size: int | None = None, pixel_budget: int = 4 * 256 * 256,
-                 channels_last: bool = False):
+                 min_batch: int = 2, channels_last: bool = False):
         self.vae = vae
         self.batch_size = batch_size
         self.pixel_budget = pixel_budget
+        self.min_batch = min_batch
         # NHWC convolutions are cuDNN's fast path for half precision on recent GPUs; the module is converted once.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
@@ -65,7 +67,7 @@ class DiffusersVAE:
     def _batch(self, pixels_per_item: int) -> int:
         if self.batch_size is not None:
             return max(1, self.batch_size)
-        return max(1, self.pixel_budget // max(1, pixels_per_item))
+        return max(1, self.min_batch, self.pixel_budget // max(1, pixels_per_item))
 
     @property
     def device(self) -> torch.device:

@@ -39,3 +39,26 @@ def test_vae_loads_in_the_requested_dtype_without_warnings(form, tmp_path, diffu
     assert all(p.dtype == torch.float16 for p in vae.vae.parameters())
     warnings = [r.getMessage() for r in diffusers_warnings if r.levelno >= logging.WARNING]
     assert warnings == []
+
+
+def test_faces_go_through_in_batches_of_the_pixel_budget(tmp_path):
+    # 4 faces per call at 256 px and at least 2 at 512 px (the measured trade-offs), or the batch size asked for;
+    # items are independent, so the moments and pixels equal one call over everything.
+    vae = load_diffusers_vae(str(write_vae_folder(tmp_path)))
+    seen: list[int] = []
+    for module in (vae.vae.encoder, vae.vae.decoder):
+        module.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[0]))
+    gen = torch.Generator().manual_seed(0)
+    faces = torch.rand(10, 3, 256, 256, generator=gen) * 2 - 1
+    mean, logvar = vae.encode_moments(faces)
+    assert seen == [4, 4, 2]
+    seen.clear()
+    pixels = vae.decode(mean)
+    assert seen == [4, 4, 2] and pixels.shape == faces.shape
+    seen.clear()
+    vae.encode_moments(torch.zeros(3, 3, 512, 512))
+    assert seen == [2, 1]
+    whole = load_diffusers_vae(str(write_vae_folder(tmp_path / "again")))
+    whole.batch_size = 10
+    torch.testing.assert_close(whole.encode_moments(faces)[0], mean, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(whole.decode(mean), pixels, rtol=1e-5, atol=1e-5)
