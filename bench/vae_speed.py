@@ -1,6 +1,6 @@
 """VAE encode/decode speed and peak memory per face on the GPU: plain layout, channels-last, and compiled.
 
-    python bench/vae_speed.py [--cases 256:8,256:4,512:2] [--compile 256:8] [--json out.json]
+    python bench/vae_speed.py [--cases 256:8,256:4,512:2] [--compile 256:8] [--variants plain,compiled] [--json out.json]
 
 sd-vae-ft-mse-shaped AutoencoderKL with random weights, fp16, through :class:`latentsync.pipeline.vae.DiffusersVAE`
 (what the file pipeline calls). ``--cases`` are resolution:faces-per-call; ``--compile`` lists the cases also timed
@@ -48,22 +48,25 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default="256:8,256:4,512:2")
     ap.add_argument("--compile", default="256:8")
+    ap.add_argument("--variants", default="plain,channels_last,compiled",
+                    help="of plain, channels_last, compiled, compiled_channels_last")
     ap.add_argument("--json")
     args = ap.parse_args()
     dev, dtype = torch.device("cuda"), torch.float16
     module = random_models(256, dev, dtype).vae.vae
     rows = []
     compiled_cases = set(filter(None, args.compile.split(",")))
-    variants = [("plain", False, False), ("channels_last", True, False)]
-    if compiled_cases:
-        variants += [("compiled_channels_last", True, True)]
+    known = {"plain": (False, False), "channels_last": (True, False), "compiled": (False, True),
+             "compiled_channels_last": (True, True)}
+    variants = [(name, *known[name]) for name in args.variants.split(",")
+                if not (known[name][1] and not compiled_cases)]
     for name, cl, comp in variants:
         vae = DiffusersVAE(module, channels_last=cl)
         if not cl:
             module.to(memory_format=torch.contiguous_format)
         encoder, decoder = module.encoder, module.decoder
         if comp:
-            module.encoder, module.decoder = torch.compile(encoder), torch.compile(decoder)
+            module.encoder, module.decoder = torch.compile(encoder, dynamic=False), torch.compile(decoder, dynamic=False)
         for case in args.cases.split(","):
             if comp and case not in compiled_cases:
                 continue
