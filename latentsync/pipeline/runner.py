@@ -392,8 +392,8 @@ def lipsync_file(
         return composite_window(a, b, frames, mats, generated)
 
     def settle() -> None:
-        """Give the blocks of the stage just done back to the device: the VAE's, the U-Net's and the compositing's
-        temporaries differ in size, and cached side by side they raise the reserved memory by more than a GiB."""
+        """Give the cached blocks of the stage just done back to the device, so that the VAE's, the U-Net's and the
+        compositing's temporaries (each a different set of sizes) are not all held at once."""
         if device.type == "cuda":
             free_cached_memory(device)
 
@@ -459,7 +459,7 @@ def lipsync_file(
     def write(writer, host: torch.Tensor, done: Optional[torch.cuda.Event]) -> None:
         if done is not None:
             done.synchronize()
-        (writer.write_yuv420 if host.dim() == 3 else writer.write)(host.numpy())
+        (writer.write_yuv420 if host.dim() == 3 else writer.write)(host.numpy())  # yuv420p planes or RGB frames
 
     def drain(keep: int) -> None:
         """Wait for queued writes until at most ``keep`` remain, reporting each finished one."""

@@ -56,7 +56,7 @@ class DiffusersVAE:
         self.batch_size = batch_size
         self.pixel_budget = pixel_budget
         self.min_batch = min_batch
-        # NHWC convolutions are cuDNN's fast path for half precision on recent GPUs; the module is converted once.
+        # NHWC layout, converted once: slower than NCHW for this VAE on an H100 (bench/vae_speed.py), kept to compare.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             vae.to(memory_format=torch.channels_last)
