@@ -1,6 +1,6 @@
 """VAE encode/decode speed and peak memory per face on the GPU: plain layout, channels-last, and compiled.
 
-    python bench/vae_speed.py [--cases 256:8,256:4,512:2] [--compile 256:8] [--variants plain,compiled] [--json out.json]
+    python bench/vae_speed.py [--cases 256:8,256:4,512:2] [--compile 256:8] [--variants plain,compiled] [--json F]
 
 sd-vae-ft-mse-shaped AutoencoderKL with random weights, fp16, through :class:`latentsync.pipeline.vae.DiffusersVAE`
 (what the file pipeline calls). ``--cases`` are resolution:faces-per-call; ``--compile`` lists the cases also timed
@@ -20,20 +20,6 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def _median_ms(fn, iters: int = 7) -> float:
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
-
-
 def main() -> None:
     from diffusers_import import autoencoder_kl
 
@@ -42,6 +28,7 @@ def main() -> None:
     except (ImportError, RuntimeError):  # where diffusers' usual import works, the adapter's own import follows
         pass
     from latentsync_impl import random_models
+    from unet_speed import median_ms
 
     from latentsync.pipeline.vae import DiffusersVAE
 
@@ -66,7 +53,8 @@ def main() -> None:
             module.to(memory_format=torch.contiguous_format)
         encoder, decoder = module.encoder, module.decoder
         if comp:
-            module.encoder, module.decoder = torch.compile(encoder, dynamic=False), torch.compile(decoder, dynamic=False)
+            module.encoder = torch.compile(encoder, dynamic=False)
+            module.decoder = torch.compile(decoder, dynamic=False)
         for case in args.cases.split(","):
             if comp and case not in compiled_cases:
                 continue
@@ -83,11 +71,11 @@ def main() -> None:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
                 base = torch.cuda.memory_allocated()
-                enc = _median_ms(lambda: vae.encode_moments(x))
-                dec = _median_ms(lambda: vae.decode(z))
+                enc = median_ms(lambda: vae.encode_moments(x), iters=7)
+                dec = median_ms(lambda: vae.decode(z), iters=7)
                 peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-            row = {"variant": name, "res": res, "faces": n, "encode_ms_per_face": enc / n, "decode_ms_per_face": dec / n,
-                   "peak_extra_MiB": round(peak, 1), "first_call_s": round(first_s, 2)}
+            row = {"variant": name, "res": res, "faces": n, "encode_ms_per_face": enc / n,
+                   "decode_ms_per_face": dec / n, "peak_extra_MiB": round(peak, 1), "first_call_s": round(first_s, 2)}
             rows.append(row)
             print(json.dumps(row), flush=True)
         module.encoder, module.decoder = encoder, decoder
