@@ -125,6 +125,7 @@ def main() -> None:
     ap.add_argument("--batch-chunks", type=int, default=None, help="chunks per U-Net call (default 2 at 256, 1 at 512)")
     ap.add_argument("--loop-landmarks", action="store_true", help="the video is the landmarks' source looped")
     ap.add_argument("--vae-batch", type=int, default=None, help="frames per VAE call (default: the adapter's budget)")
+    ap.add_argument("--compile-vae", action="store_true", help="torch.compile the VAE's encoder and decoder too")
     ap.add_argument("--smoke", action="store_true", help="narrow random models (CPU plumbing check)")
     ap.add_argument("--json")
     ap.add_argument("--memory-snapshot", metavar="DIR",
@@ -142,6 +143,8 @@ def main() -> None:
                     "compile": args.compile == "on"}
             if args.batch_chunks:
                 case["batch_chunks"] = args.batch_chunks
+            if args.compile_vae:
+                case["compile_vae"] = True
             rec = Recorder()
             impl = Impl(case, rec, work)
             impl.run(warm_v, warm_a, os.path.join(work, "warm_out.mp4"), landmarks)

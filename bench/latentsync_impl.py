@@ -86,6 +86,8 @@ class Impl:
             length_policy="pingpong", crf=int(extra.get("crf", 18)), preset=extra.get("preset", "medium"),
             overwrite=True, window_frames=int(extra.get("window_frames", 32)), compile=bool(extra.get("compile", True)),
         )
+        if extra.get("compile_vae"):  # not yet a user option: its speed is to be measured here first
+            self.models.vae.compile()
         self.compile_s = self._warm_up(resolution) if self.options.compile else 0.0
         self.report = None
 
@@ -120,4 +122,6 @@ class Impl:
         unet = self.models.unet
         return {"seconds_inside": self.report.seconds if self.report else None, "compile_warm_up_s": self.compile_s,
                 "compile_fallback": getattr(unet, "fallback_reason", None), "compiled": hasattr(unet, "fallback_reason"),
-                "batch_chunks": self.options.sampler.batch_chunks, "window_frames": self.options.window_frames}
+                "batch_chunks": self.options.sampler.batch_chunks, "window_frames": self.options.window_frames,
+                "vae_compiled": getattr(self.models.vae, "_graphs", None) is not None,
+                "vae_compile_fallback": getattr(self.models.vae, "fallback_reason", None)}

@@ -8,11 +8,14 @@ change (LatentSync's 0.18215, no shift).
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import logging
+from typing import Any, Callable, Optional, Protocol, runtime_checkable
 
 import torch
 
 from ..configs import VAE_SCALING_FACTOR, VAE_SHIFT_FACTOR
+
+log = logging.getLogger(__name__)
 
 
 def to_unet_latents(z: torch.Tensor) -> torch.Tensor:
@@ -60,6 +63,56 @@ class DiffusersVAE:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             vae.to(memory_format=torch.channels_last)
+        self._graphs: Optional[dict[str, Callable]] = None  # compiled encoder / decoder (see compile)
+        self.fallback_reason: Optional[str] = None
+
+    def compile(self, *, backend: str = "inductor") -> None:
+        """Run the encoder and decoder through ``torch.compile`` with static shapes from now on.
+
+        Every call then gets a full batch: a short last batch is padded with copies of its last item, whose results
+        are dropped, so one graph per resolution serves a whole video. If compiling fails, the VAE runs eagerly from
+        then on and :attr:`fallback_reason` says why. Only the benchmarks call this so far: its speed is unmeasured.
+        """
+        self._graphs = {name: torch.compile(getattr(self.vae, name), backend=backend, dynamic=False)
+                        for name in ("encoder", "decoder")}
+
+    def _run(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """The compiled encoder or decoder on ``x``; the plain module once compiling has failed."""
+        if self._graphs is not None:
+            try:
+                return self._graphs[name](x)
+            except (torch.cuda.OutOfMemoryError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # compiler missing or failing: eager from now on
+                self.fallback_reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                log.warning("torch.compile failed for the VAE (%s); it runs uncompiled.", self.fallback_reason)
+                self._graphs = None
+        return getattr(self.vae, name)(x)
+
+    def _moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._graphs is None:
+            dist = self.vae.encode(x).latent_dist
+            return dist.mean, dist.logvar  # diffusers clamps it to [-30, 20], as its sample() uses
+        h = self._run("encoder", x)
+        if getattr(self.vae, "quant_conv", None) is not None:
+            h = self.vae.quant_conv(h)
+        mean, logvar = torch.chunk(h, 2, dim=1)  # as diffusers' DiagonalGaussianDistribution
+        return mean, logvar.clamp(-30.0, 20.0)
+
+    def _pixels(self, z: torch.Tensor) -> torch.Tensor:
+        if self._graphs is None:
+            return self.vae.decode(z).sample
+        if getattr(self.vae, "post_quant_conv", None) is not None:
+            z = self.vae.post_quant_conv(z)
+        return self._run("decoder", z)
+
+    def _full_batch(self, fn: Callable[[torch.Tensor], Any], part: torch.Tensor, batch: int) -> Any:
+        """``fn(part)``; compiled, a short ``part`` is padded to ``batch`` items and the results cut back."""
+        n = part.shape[0]
+        if self._graphs is None or n == batch:
+            return fn(part)
+        out = fn(torch.cat([part, part[-1:].expand(batch - n, *part.shape[1:])]))
+        return tuple(o[:n] for o in out) if isinstance(out, tuple) else out[:n]
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
@@ -80,16 +133,18 @@ class DiffusersVAE:
     @torch.no_grad()
     def encode_moments(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         means, logvars = [], []
-        for part in pixels.split(self._batch(pixels.shape[-1] * pixels.shape[-2])):
-            dist = self.vae.encode(self._input(part)).latent_dist
-            means.append(dist.mean)
-            logvars.append(dist.logvar)  # diffusers clamps it to [-30, 20], as its sample() uses
+        batch = self._batch(pixels.shape[-1] * pixels.shape[-2])
+        for part in pixels.split(batch):
+            mean, logvar = self._full_batch(self._moments, self._input(part), batch)
+            means.append(mean)
+            logvars.append(logvar)
         return torch.cat(means), torch.cat(logvars)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         batch = self._batch(latents.shape[-1] * latents.shape[-2] * 64)
-        return torch.cat([self.vae.decode(self._input(z)).sample.contiguous() for z in latents.split(batch)])
+        parts = [self._full_batch(self._pixels, self._input(z), batch).contiguous() for z in latents.split(batch)]
+        return torch.cat(parts)
 
 
 def load_diffusers_vae(path: str, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> DiffusersVAE:

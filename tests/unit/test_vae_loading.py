@@ -62,3 +62,37 @@ def test_faces_go_through_in_batches_of_the_pixel_budget(tmp_path):
     whole.batch_size = 10
     torch.testing.assert_close(whole.encode_moments(faces)[0], mean, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(whole.decode(mean), pixels, rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_vae_pads_short_batches_and_matches_diffusers(tmp_path):
+    # Static shapes: the last, short batch (2 of 4 faces) is padded and cut back. Dynamo's eager backend runs the
+    # same operations, so the compiled path must give diffusers' own moments and pixels.
+    plain = load_diffusers_vae(str(write_vae_folder(tmp_path / "a")))
+    compiled = load_diffusers_vae(str(write_vae_folder(tmp_path / "b")))
+    compiled.compile(backend="eager")
+    seen: list[int] = []
+    compiled.vae.encoder.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[0]))
+    gen = torch.Generator().manual_seed(1)
+    faces = torch.rand(6, 3, 256, 256, generator=gen) * 2 - 1
+    mean, logvar = compiled.encode_moments(faces)
+    assert seen == [4, 4] and mean.shape[0] == 6
+    want_mean, want_logvar = plain.encode_moments(faces)
+    torch.testing.assert_close(mean, want_mean, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logvar, want_logvar, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(compiled.decode(mean), plain.decode(mean), rtol=1e-5, atol=1e-5)
+    assert compiled.fallback_reason is None
+
+
+def test_vae_compile_failure_falls_back_to_eager(tmp_path, caplog):
+    def broken(gm, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    plain = load_diffusers_vae(str(write_vae_folder(tmp_path / "a")))
+    vae = load_diffusers_vae(str(write_vae_folder(tmp_path / "b")))
+    vae.compile(backend=broken)
+    faces = torch.rand(3, 3, 256, 256, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    with caplog.at_level(logging.WARNING, logger="latentsync.pipeline.vae"):
+        mean, _ = vae.encode_moments(faces)
+    assert "no compiler here" in vae.fallback_reason and "runs uncompiled" in caplog.text
+    torch.testing.assert_close(mean, plain.encode_moments(faces)[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(vae.decode(mean), plain.decode(mean), rtol=1e-5, atol=1e-5)
