@@ -45,18 +45,20 @@ def test_faces_go_through_in_batches_of_the_pixel_budget(tmp_path):
     # 4 faces per call at 256 px and at least 2 at 512 px (the measured trade-offs), or the batch size asked for;
     # items are independent, so the moments and pixels equal one call over everything.
     vae = load_diffusers_vae(str(write_vae_folder(tmp_path)))
+    assert vae._batch(256 * 256) == 4 and vae._batch(512 * 512) == 2
+    vae.pixel_budget = 4 * 64 * 64  # the same rule on 64 px faces (4 per call, at least 2 at 128 px), 16x cheaper
     seen: list[int] = []
     for module in (vae.vae.encoder, vae.vae.decoder):
         module.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[0]))
     gen = torch.Generator().manual_seed(0)
-    faces = torch.rand(10, 3, 256, 256, generator=gen) * 2 - 1
+    faces = torch.rand(10, 3, 64, 64, generator=gen) * 2 - 1
     mean, logvar = vae.encode_moments(faces)
     assert seen == [4, 4, 2]
     seen.clear()
     pixels = vae.decode(mean)
     assert seen == [4, 4, 2] and pixels.shape == faces.shape
     seen.clear()
-    vae.encode_moments(torch.zeros(3, 3, 512, 512))
+    vae.encode_moments(torch.zeros(3, 3, 128, 128))
     assert seen == [2, 1]
     whole = load_diffusers_vae(str(write_vae_folder(tmp_path / "again")))
     whole.batch_size = 10
@@ -73,7 +75,7 @@ def test_compiled_vae_pads_short_batches_and_matches_diffusers(tmp_path):
     seen: list[int] = []
     compiled.vae.encoder.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[0]))
     gen = torch.Generator().manual_seed(1)
-    faces = torch.rand(6, 3, 256, 256, generator=gen) * 2 - 1
+    faces = torch.rand(6, 3, 256, 256, generator=gen) * 2 - 1  # 4 faces per call at 256 px: 4, then 2 padded to 4
     mean, logvar = compiled.encode_moments(faces)
     assert seen == [4, 4] and mean.shape[0] == 6
     want_mean, want_logvar = plain.encode_moments(faces)
