@@ -29,7 +29,7 @@ from latentsync.tiny_models import tiny_unet_config  # noqa: E402
 
 
 def random_models(resolution: int, device: torch.device, dtype: torch.dtype, seed: int = 0,
-                  smoke: bool = False, vae_batch: int | None = None, vae_channels_last: bool = False,
+                  smoke: bool = False, vae_batch: int | None = None,
                   vae_pixel_budget: int | None = None) -> LipsyncModels:
     """Full-size U-Net (stage2), Whisper tiny encoder and sd-vae-ft-mse-shaped VAE with random weights
     (``smoke``: narrow versions of the same architectures, to check the plumbing on a CPU)."""
@@ -57,7 +57,7 @@ def random_models(resolution: int, device: torch.device, dtype: torch.dtype, see
     unet = unet.to(dtype).eval().requires_grad_(False)
     vae = vae.to(dtype).eval().requires_grad_(False)
     return LipsyncModels(unet=unet, whisper=whisper.eval().requires_grad_(False), resolution=resolution,
-                         vae=DiffusersVAE(vae, batch_size=vae_batch, channels_last=vae_channels_last,
+                         vae=DiffusersVAE(vae, batch_size=vae_batch,
                                           **({"pixel_budget": vae_pixel_budget} if vae_pixel_budget else {})))
 
 
@@ -76,7 +76,6 @@ class Impl:
         extra = {**json.loads(os.environ.get("LATENTSYNC_BENCH_OPTS", "{}")), **case}
         self.models = random_models(resolution, self.device, self.dtype, smoke=bool(case.get("smoke", False)),
                                     vae_batch=extra.get("vae_batch"),
-                                    vae_channels_last=bool(extra.get("vae_channels_last", False)),
                                     vae_pixel_budget=extra.get("vae_pixel_budget"))
         batch_chunks = int(extra.get("batch_chunks", 2 if resolution <= 256 else 1))
         self.options = RunOptions(
@@ -123,5 +122,5 @@ class Impl:
         return {"seconds_inside": self.report.seconds if self.report else None, "compile_warm_up_s": self.compile_s,
                 "compile_fallback": getattr(unet, "fallback_reason", None), "compiled": hasattr(unet, "fallback_reason"),
                 "batch_chunks": self.options.sampler.batch_chunks, "window_frames": self.options.window_frames,
-                "vae_compiled": getattr(self.models.vae, "_graphs", None) is not None,
+                "vae_compiled": self.models.vae.compiled,
                 "vae_compile_fallback": getattr(self.models.vae, "fallback_reason", None)}

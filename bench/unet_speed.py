@@ -108,34 +108,12 @@ def kernel_breakdown(fn) -> dict:
     return {"ms_by_kind": kinds, "kernels": count, "top": top[:25]}
 
 
-def vae_rows(results: dict, row, dev, dtype) -> None:
-    from latentsync_impl import random_models
-
-    vae = random_models(256, dev, dtype).vae.vae
-    for res in (256, 512):
-        for n in (8, 16):
-            for cl in (False, True):
-                x = torch.randn(n, 3, res, res, device=dev, dtype=dtype)
-                z = torch.randn(n, 4, res // 8, res // 8, device=dev, dtype=dtype)
-                if cl:
-                    vae = vae.to(memory_format=torch.channels_last)
-                    x, z = x.contiguous(memory_format=torch.channels_last), z.contiguous(memory_format=torch.channels_last)
-                with torch.inference_mode():
-                    enc = median_ms(lambda: vae.encode(x).latent_dist.mean, iters=5)
-                    dec = median_ms(lambda: vae.decode(z).sample, iters=5)
-                row(res=res, frames=n, variant="vae" + ("-cl" if cl else ""), encode_ms_per_frame=enc / n,
-                    decode_ms_per_frame=dec / n)
-        vae = vae.to(memory_format=torch.contiguous_format)
-        torch.cuda.empty_cache()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--res", default="256,512")
     ap.add_argument("--chunks", default="1,2,4")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (+ CUDA graph)")
     ap.add_argument("--compile-budget", type=float, default=300.0, help="skip compile variants after this many s")
-    ap.add_argument("--vae", action="store_true", help="also time VAE encode/decode (needs diffusers)")
     ap.add_argument("--compile-cases", default="256:2,512:1", help="res:chunks list for --compile")
     ap.add_argument("--skip-eager", action="store_true")
     ap.add_argument("--small-temporal", action="store_true", help="explicit-score temporal attention")
@@ -195,8 +173,6 @@ def main() -> None:
                     replay = state = None
                 torch.cuda.empty_cache()
     results["eager_seconds"] = time.perf_counter() - started
-    if args.vae:
-        vae_rows(results, row, dev, dtype)
 
     if args.compile:
         for res, chunks in [tuple(int(v) for v in c.split(":")) for c in args.compile_cases.split(",")]:

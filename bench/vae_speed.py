@@ -49,9 +49,9 @@ def main() -> None:
     variants = [(name, *known[name]) for name in args.variants.split(",")
                 if not (known[name][1] and not compiled_cases)]
     for name, cl, comp in variants:
-        vae = DiffusersVAE(module, channels_last=cl)
-        if not cl:
-            module.to(memory_format=torch.contiguous_format)
+        layout = torch.channels_last if cl else torch.contiguous_format  # DiffusersVAE follows the module's layout
+        module.to(memory_format=layout)
+        vae = DiffusersVAE(module)
         if comp:
             vae.compile()  # what bench_pipeline --compile-vae runs: static shapes, eager fallback
         for case in args.cases.split(","):
@@ -59,8 +59,8 @@ def main() -> None:
                 continue
             res, n = (int(v) for v in case.split(":"))
             vae.batch_size = n
-            x = torch.rand(n, 3, res, res, device=dev, dtype=dtype) * 2 - 1
-            z = torch.randn(n, 4, res // 8, res // 8, device=dev, dtype=dtype)
+            x = (torch.rand(n, 3, res, res, device=dev, dtype=dtype) * 2 - 1).contiguous(memory_format=layout)
+            z = torch.randn(n, 4, res // 8, res // 8, device=dev, dtype=dtype).contiguous(memory_format=layout)
             with torch.inference_mode():
                 t0 = time.perf_counter()
                 vae.encode_moments(x)

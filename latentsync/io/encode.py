@@ -250,13 +250,7 @@ class VideoWriter:
         self._check_batch(len(batch), tuple(batch.shape[1:3]))
         if any(self._pad):
             batch = np.pad(batch, ((0, 0), (0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
-        try:
-            for rgb in batch:
-                self._encode_frame(self._rgb_frame(np.ascontiguousarray(rgb)))
-            if self._audio_stream is not None:
-                self._encode_audio(self._audio_target(self._frames), final=False)
-        except FFmpegError as exc:
-            raise MediaError(f"{self.path}: encoding failed ({exc})") from exc
+        self._encode_batch(self._rgb_frame(np.ascontiguousarray(rgb)) for rgb in batch)
 
     def write_yuv420(self, planes) -> None:
         """Encode frames already in the stream's format: uint8 ``(b, H * 3 // 2, W)`` yuv420p arrays, BT.709 limited
@@ -275,9 +269,13 @@ class VideoWriter:
         if size[0] % 2:
             raise ValueError(f"planes of {batch.shape[1]} rows do not hold an even frame height")
         self._check_batch(len(batch), size)
+        self._encode_batch(av.VideoFrame.from_ndarray(np.ascontiguousarray(plane), format="yuv420p") for plane in batch)
+
+    def _encode_batch(self, frames) -> None:
+        """Encode the frames (an iterable, converted one at a time), then the audio that covers them."""
         try:
-            for plane in batch:
-                self._encode_frame(av.VideoFrame.from_ndarray(np.ascontiguousarray(plane), format="yuv420p"))
+            for frame in frames:
+                self._encode_frame(frame)
             if self._audio_stream is not None:
                 self._encode_audio(self._audio_target(self._frames), final=False)
         except FFmpegError as exc:

@@ -126,6 +126,9 @@ class LipsyncSampler:
         self.device = torch.device(device)
         self.dtype = dtype
         self.schedule = DDIMSchedule(options.steps)
+        # The timesteps go to the device once: a tensor made from a number per step is a blocking copy, which would
+        # make the host wait for every step to finish before queueing the next one. One 0-d tensor each (no views).
+        self._timesteps_on_device = [t.clone() for t in self.schedule.timesteps.to(self.device)]
         noise_device = torch.device(options.noise_device) if options.noise_device else self.device
         seed = options.seed if options.seed is not None else int(torch.randint(0, 2**62, ()).item())
         self.seed = seed
@@ -287,7 +290,7 @@ class LipsyncSampler:
         callback: Optional[ProgressCallback],
     ) -> list[torch.Tensor]:
         """Denoise equal-length chunks together; returns each chunk's latents (f, 4, h, w)."""
-        opts, dev = self.options, self.device
+        opts = self.options
         n, f = len(masked), masked[0].shape[0]
         cfg = opts.guidance_scale > 1.0
         cond, audio_in, k = self._unet_batch(masked, ref, mask_latent, audio)
@@ -297,13 +300,10 @@ class LipsyncSampler:
             from ..models.unet import DeepCacheState
 
             deepcache = DeepCacheState()
-        # The timesteps go to the device once: a tensor made from a number per step is a blocking copy, which would
-        # make the host wait for every step to finish before queueing the next one.
-        t_device = [t.clone() for t in self.schedule.timesteps.to(dev)]
         for j, t in enumerate(self.schedule.timesteps.tolist()):
             x = torch.cat([latents, latents]) if cfg else latents
             unet_in = torch.cat([x, cond], dim=1)
-            t_in = t_device[j]
+            t_in = self._timesteps_on_device[j]
             if deepcache is not None:
                 if j % opts.deepcache_interval == 0:
                     deepcache.cached = None
@@ -331,7 +331,7 @@ class LipsyncSampler:
         cond, audio_in, k = self._unet_batch(zeros, zeros, torch.ones(1, h, w), audio)
         x = self.noise.expand(k * (2 if opts.guidance_scale > 1.0 else 1), -1, f, -1, -1)
         unet_in = torch.cat([x, cond], dim=1)
-        t_in = torch.tensor(int(self.schedule.timesteps[0]), device=self.device)
+        t_in = self._timesteps_on_device[0]
         if opts.deepcache:
             from ..models.unet import DeepCacheState
 

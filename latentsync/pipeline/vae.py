@@ -54,15 +54,11 @@ class DiffusersVAE:
     """
 
     def __init__(self, vae: torch.nn.Module, *, batch_size: int | None = None, pixel_budget: int = 4 * 256 * 256,
-                 min_batch: int = 2, channels_last: bool = False):
+                 min_batch: int = 2):
         self.vae = vae
         self.batch_size = batch_size
         self.pixel_budget = pixel_budget
         self.min_batch = min_batch
-        # NHWC layout, converted once: slower than NCHW for this VAE on an H100 (bench/vae_speed.py), kept to compare.
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        if channels_last:
-            vae.to(memory_format=torch.channels_last)
         self._graphs: Optional[dict[str, Callable]] = None  # compiled encoder / decoder (see compile)
         self.fallback_reason: Optional[str] = None
 
@@ -75,6 +71,11 @@ class DiffusersVAE:
         """
         self._graphs = {name: torch.compile(getattr(self.vae, name), backend=backend, dynamic=False)
                         for name in ("encoder", "decoder")}
+
+    @property
+    def compiled(self) -> bool:
+        """True while the encoder and decoder run compiled (after :meth:`compile`, unless it fell back)."""
+        return self._graphs is not None
 
     def _run(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """The compiled encoder or decoder on ``x``; the plain module once compiling has failed."""
@@ -107,15 +108,17 @@ class DiffusersVAE:
         return self._run("decoder", z)
 
     def _full_batch(self, fn: Callable[[torch.Tensor], Any], part: torch.Tensor, batch: int) -> Any:
-        """``fn(part)``; compiled, a short ``part`` is padded to ``batch`` items and the results cut back."""
+        """``fn(part)`` on the VAE's device, dtype and layout (its convolutions round differently in another, so every
+        batch gets the same); compiled, a short ``part`` is padded to ``batch`` items and the results cut back."""
+        from ..models.layers import memory_format_of
+
+        layout = memory_format_of(self.vae.encoder.conv_in.weight)  # channels-last when the module was made so
+        part = part.to(self.device, self.dtype).contiguous(memory_format=layout)
         n = part.shape[0]
         if self._graphs is None or n == batch:
             return fn(part)
         out = fn(torch.cat([part, part[-1:].expand(batch - n, *part.shape[1:])]))
         return tuple(o[:n] for o in out) if isinstance(out, tuple) else out[:n]
-
-    def _input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
 
     def _batch(self, pixels_per_item: int) -> int:
         if self.batch_size is not None:
@@ -135,7 +138,7 @@ class DiffusersVAE:
         means, logvars = [], []
         batch = self._batch(pixels.shape[-1] * pixels.shape[-2])
         for part in pixels.split(batch):
-            mean, logvar = self._full_batch(self._moments, self._input(part), batch)
+            mean, logvar = self._full_batch(self._moments, part, batch)
             means.append(mean)
             logvars.append(logvar)
         return torch.cat(means), torch.cat(logvars)
@@ -143,8 +146,7 @@ class DiffusersVAE:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         batch = self._batch(latents.shape[-1] * latents.shape[-2] * 64)
-        parts = [self._full_batch(self._pixels, self._input(z), batch).contiguous() for z in latents.split(batch)]
-        return torch.cat(parts)
+        return torch.cat([self._full_batch(self._pixels, z, batch) for z in latents.split(batch)])
 
 
 def load_diffusers_vae(path: str, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> DiffusersVAE:
