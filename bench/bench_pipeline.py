@@ -121,11 +121,11 @@ def main() -> None:
     ap.add_argument("--cases", default="256:off,256:on,512:off,512:on")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--window", type=int, default=32)
-    ap.add_argument("--compile", choices=["on", "off"], default="on", help="torch.compile the U-Net (after warm-up)")
+    ap.add_argument("--compile", choices=["on", "off"], default="on", help="torch.compile the U-Net and the VAE (after warm-up)")
     ap.add_argument("--batch-chunks", type=int, default=None, help="chunks per U-Net call (default 2 at 256, 1 at 512)")
     ap.add_argument("--loop-landmarks", action="store_true", help="the video is the landmarks' source looped")
     ap.add_argument("--vae-batch", type=int, default=None, help="frames per VAE call (default: the adapter's budget)")
-    ap.add_argument("--compile-vae", action="store_true", help="torch.compile the VAE's encoder and decoder too")
+    ap.add_argument("--eager-vae", action="store_true", help="keep the VAE uncompiled (--compile covers it)")
     ap.add_argument("--smoke", action="store_true", help="narrow random models (CPU plumbing check)")
     ap.add_argument("--json")
     ap.add_argument("--memory-snapshot", metavar="DIR",
@@ -143,8 +143,8 @@ def main() -> None:
                     "compile": args.compile == "on"}
             if args.batch_chunks:
                 case["batch_chunks"] = args.batch_chunks
-            if args.compile_vae:
-                case["compile_vae"] = True
+            if args.eager_vae:
+                case["compile_vae"] = False
             rec = Recorder()
             impl = Impl(case, rec, work)
             impl.run(warm_v, warm_a, os.path.join(work, "warm_out.mp4"), landmarks)
@@ -156,7 +156,7 @@ def main() -> None:
             rec.seconds.clear()
             snapshot = args.memory_snapshot and torch.cuda.is_available()
             if snapshot:
-                torch.cuda.memory._record_memory_history(max_entries=200_000)
+                torch.cuda.memory._record_memory_history(stacks="python", max_entries=2_000_000)
             t0 = time.perf_counter()
             out = impl.run(args.video, args.audio, os.path.join(work, f"out_{res}_{dc}.mp4"), landmarks)
             if snapshot:

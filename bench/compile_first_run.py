@@ -1,10 +1,11 @@
-"""First-run compile time of the U-Net in a fresh process, without and with the saved kernel artifacts (GPU).
+"""First-run compile time of the U-Net and the VAE in a fresh process, without and with the saved kernels (GPU).
 
-For each resolution, two child processes compile the full-size (random-weight) U-Net through ``maybe_compile``:
+For each resolution, two child processes compile the full-size (random-weight) U-Net through ``maybe_compile``
+and the VAE through ``maybe_compile_vae``:
 "cold" starts with empty Inductor and Triton caches and an empty artifact folder (a user's very first run);
 "warm" starts with new, empty Inductor and Triton caches but the artifact file the cold process saved (a new
 process after a reboot or in another environment of the same versions). Each reports the seconds of its first
-full and first DeepCache step (compile + run) and the steady step times. Example (GPU machine, repo root):
+full and first DeepCache step (compile + run), of the VAE's first encode + decode, and the steady step times. Example (GPU machine, repo root):
 
     python bench/compile_first_run.py --res 256,512 --json $OUT/compile_first_run.json
 """
@@ -33,7 +34,7 @@ def child(res: int, batch: int, kernels: str) -> dict:
 
     from latentsync.configs import unet_config
     from latentsync.models.unet import DeepCacheState
-    from latentsync.pipeline.compiled import maybe_compile
+    from latentsync.pipeline.compiled import maybe_compile, maybe_compile_vae
 
     import logging
 
@@ -74,10 +75,24 @@ def child(res: int, batch: int, kernels: str) -> dict:
     first_cached = timed(lambda: wrapper(sample, t, audio, deepcache=state))
     full = [timed(lambda: wrapper(sample, t, audio, deepcache=DeepCacheState())) for _ in range(5)]
     cached = [timed(lambda: wrapper(sample, t, audio, deepcache=state)) for _ in range(5)]
+    from diffusers_import import autoencoder_kl
+
+    try:
+        autoencoder_kl()  # the GPU image's diffusers, imported without its broken transformers / peft
+    except (ImportError, RuntimeError):
+        pass
+    from latentsync_impl import random_models
+
+    vae = random_models(res, dev, torch.float16).vae
+    maybe_compile_vae(vae, True, device=dev, cache_dir=kernels, keep_kernels=True)
+    first_vae = timed(lambda: vae.warm_up(res))
+    vae_steady = timed(lambda: vae.warm_up(res))
     return {
         "first_full_s": round(first_full, 2), "first_cached_s": round(first_cached, 2),
         "steady_full_ms": round(1000 * statistics.median(full), 2),
         "steady_cached_ms": round(1000 * statistics.median(cached), 2),
+        "first_vae_s": round(first_vae, 2), "steady_vae_batch_ms": round(1000 * vae_steady, 2),
+        "vae_artifacts_loaded": bool(vae.artifacts and vae.artifacts.loaded), "vae_fallback": vae.fallback_reason,
         "artifacts_loaded": bool(wrapper.artifacts and wrapper.artifacts.loaded),
         "fallback": wrapper.fallback_reason,
         "counters": {k: dict(v) for k, v in counters.items() if k in ("inductor", "aot_autograd")},
@@ -85,8 +100,7 @@ def child(res: int, batch: int, kernels: str) -> dict:
         "lookups": keys_seen[:40],
         "loaded_keys": [_keys(info) for info in wrapper.artifacts.loaded_info] if wrapper.artifacts else None,
         "saved_keys": _keys(wrapper.artifacts.saved_info) if wrapper.artifacts else None,
-        "artifact_mb": {p.name.rsplit("-", 1)[-1]: round(os.path.getsize(p) / 1e6, 1)
-                        for p in wrapper.artifacts.files()} if wrapper.artifacts else None,
+        "artifact_mb": {p.name: round(os.path.getsize(p) / 1e6, 1) for p in Path(kernels).glob("*.bin")},
     }
 
 

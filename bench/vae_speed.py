@@ -53,7 +53,7 @@ def main() -> None:
         module.to(memory_format=layout)
         vae = DiffusersVAE(module)
         if comp:
-            vae.compile()  # what bench_pipeline --compile-vae runs: static shapes, eager fallback
+            vae.compile()  # what --compile runs in the pipeline: static shapes, eager fallback
         for case in args.cases.split(","):
             if comp and case not in compiled_cases:
                 continue

@@ -96,9 +96,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("keep_silent_mouth", bool, False, "Keep the original mouth where the audio is silent (voice-activity "
            "detection): no mouth flapping in pauses, and silent 16-frame chunks are not computed.",
            flag="--keep-silent-mouth", field="keep_silent_mouth"),
-    Option("compile", bool, False, "torch.compile the U-Net: the first run of a shape compiles for 1-2 minutes, "
-           "later runs are about 1.6x faster per step. Needs Triton; without it, or if compiling fails, the U-Net "
-           "runs uncompiled with a warning.", flag="--compile", field="compile"),
+    Option("compile", bool, False, "torch.compile the U-Net (and, outside ComfyUI, the VAE): the first run of a "
+           "shape compiles for 1-2 minutes (about 20 s once its kernels are kept), later runs are about 1.6x faster "
+           "per step. Needs Triton; without it, or if compiling fails, the model runs uncompiled with a warning.",
+           flag="--compile", field="compile"),
     Option("detector", str, "auto", "Face detector. auto: insightface (upstream's detector) when its files are in "
            "the models folder, else the offline dlib detector (no download); insightface: upstream's (files "
            "downloaded when missing).", choices=detector_choices(), flag="--detector",

@@ -64,6 +64,10 @@ class ChunkWorker:
                                  fixed_batch=compile_shape[1])
         self.unet = unet
         self.vae = load_diffusers_vae(files["vae"], device=self.device, dtype=self.dtype)
+        if compile_shape is not None:
+            from ..pipeline.compiled import maybe_compile_vae
+
+            maybe_compile_vae(self.vae, True, device=self.device)
         self._sampler: Optional[tuple[Any, Any]] = None  # (plan, sampler): the video's windows come in order
         self.load_s = time.perf_counter() - started
 

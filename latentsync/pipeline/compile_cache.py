@@ -1,4 +1,4 @@
-"""Compiled U-Net kernels kept across processes, so a fresh process compiles in seconds, not minutes.
+"""Compiled U-Net and VAE kernels kept across processes, so a fresh process compiles in seconds, not minutes.
 
 ``torch.compile`` caches its work on disk only in a temporary folder, and the first compile of the full-size
 U-Net takes about two minutes per resolution. After a compile, :class:`CompileArtifacts` saves PyTorch's
@@ -68,8 +68,10 @@ def _model_source_digest() -> str:
     return digest.hexdigest()
 
 
-def setup_key(config: dict, *, device: torch.device | str, dtype: torch.dtype, frames: int, batch: int) -> str:
-    """A short hash naming one compile setup: versions, GPU, model config, dtype, chunk shape, model code."""
+def setup_key(config: dict, *, device: torch.device | str, dtype: torch.dtype, frames: int, batch: int,
+              own_code: bool = True) -> str:
+    """A short hash naming one compile setup: versions, GPU, model config, dtype, chunk shape, model code (this
+    package's U-Net sources when ``own_code``; for another library's model put its version in ``config``)."""
     device = torch.device(device)
     gpu: Any = None
     if device.type == "cuda" and torch.cuda.is_available():
@@ -78,7 +80,7 @@ def setup_key(config: dict, *, device: torch.device | str, dtype: torch.dtype, f
     facts = {
         "torch": torch.__version__, "triton": _version("triton"), "cuda": torch.version.cuda, "device": device.type,
         "gpu": gpu, "dtype": str(dtype), "frames": int(frames), "batch": int(batch), "config": config,
-        "code": _model_source_digest(),
+        "code": _model_source_digest() if own_code else None,
     }
     blob = json.dumps(facts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:20]
@@ -95,9 +97,10 @@ class CompileArtifacts:
     98 s). A save's last batch is the graph just compiled, so each file holds its graph whatever PyTorch keeps.
     """
 
-    def __init__(self, directory: Path | str, key: str) -> None:
+    def __init__(self, directory: Path | str, key: str, kind: str = "unet") -> None:
         self.directory = Path(directory)
         self.key = key
+        self.kind = kind  # the model, first in the file names (unet, vae)
         self.loaded_graphs: set[str] = set()
         self.loaded_info: list[Any] = []  # PyTorch's CacheInfo of each load / the last save (which keys they held)
         self.saved_info: Any = None
@@ -108,17 +111,17 @@ class CompileArtifacts:
 
     def path(self, graph: str) -> Path:
         """The file of one graph (``full``, ``cached``, ...)."""
-        return self.directory / f"unet-{self.key}-{graph}.bin"
+        return self.directory / f"{self.kind}-{self.key}-{graph}.bin"
 
     def files(self) -> list[Path]:
         """This setup's graph files present now."""
         if not self.directory.is_dir():
             return []
-        return sorted(self.directory.glob(f"unet-{self.key}-*.bin"))
+        return sorted(self.directory.glob(f"{self.kind}-{self.key}-*.bin"))
 
     def load(self) -> bool:
         """Hot-load every saved graph into PyTorch's compile caches; False when none could be loaded."""
-        prefix = f"unet-{self.key}-"
+        prefix = f"{self.kind}-{self.key}-"
         for path in self.files():
             try:
                 info = torch.compiler.load_cache_artifacts(path.read_bytes())
@@ -130,7 +133,7 @@ class CompileArtifacts:
                 continue
             self.loaded_graphs.add(path.name[len(prefix):-len(".bin")])
             self.loaded_info.append(info)
-            log.info("Loaded compiled U-Net kernels from %s.", path)
+            log.info("Loaded compiled %s kernels from %s.", self.kind, path)
         return self.loaded
 
     def save(self, graph: str) -> Optional[Path]:
@@ -145,7 +148,7 @@ class CompileArtifacts:
                 return None
             payload, self.saved_info = result
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".unet-", suffix=".part", dir=self.directory)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.kind}-", suffix=".part", dir=self.directory)
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(payload)
@@ -156,7 +159,7 @@ class CompileArtifacts:
         except Exception as exc:  # a read-only or full disk must not fail the run
             log.warning("Could not save the compiled-kernel cache to %s (%s: %s).", target, type(exc).__name__, exc)
             return None
-        log.info("Saved compiled U-Net kernels to %s (%.1f MB).", target, len(payload) / 1e6)
+        log.info("Saved compiled %s kernels to %s (%.1f MB).", self.kind, target, len(payload) / 1e6)
         return target
 
 

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import torch
 
-from .compile_cache import CompileArtifacts, default_cache_dir, kernels_kept, setup_key
+from .compile_cache import CompileArtifacts, _version, default_cache_dir, kernels_kept, setup_key
 
 log = logging.getLogger(__name__)
 
@@ -118,15 +118,47 @@ def maybe_compile(unet: torch.nn.Module, enabled: bool, *, device: torch.device 
     DeepCache steps instead of 123 s + 11 s; see docs/performance.md."""
     if not enabled:
         return unet
-    if isinstance(unet, CompiledUNet):
-        return unet
-    reason = compile_unavailable_reason(device)
-    if reason is not None:
-        log.warning("Not compiling the U-Net: %s. Running uncompiled.", reason)
+    if isinstance(unet, CompiledUNet) or not _can_compile("U-Net", device):
         return unet
     artifacts = None
-    if keep_kernels is None:
-        keep_kernels = kernels_kept()
-    if keep_kernels:
+    if _keeps(keep_kernels):
         artifacts = artifacts_for(unet, device=device, frames=frames, fixed_batch=fixed_batch, cache_dir=cache_dir)
     return CompiledUNet(unet, frames=frames, fixed_batch=fixed_batch, artifacts=artifacts)
+
+
+def _can_compile(what: str, device: torch.device | str) -> bool:
+    reason = compile_unavailable_reason(device)
+    if reason is not None:
+        log.warning("Not compiling the %s: %s. Running uncompiled.", what, reason)
+    return reason is None
+
+
+def _keeps(keep_kernels: bool | None) -> bool:
+    """An explicit choice, else the user's setting ($LATENTSYNC_COMPILE_CACHE)."""
+    return kernels_kept() if keep_kernels is None else keep_kernels
+
+
+def maybe_compile_vae(vae: Any, enabled: bool, *, device: torch.device | str, cache_dir: Path | str | None = None,
+                      keep_kernels: bool | None = None) -> Any:
+    """Compile a :class:`.vae.DiffusersVAE`'s encoder and decoder in place when ``enabled`` and possible (kernels
+    kept as :func:`maybe_compile` keeps the U-Net's, files named ``vae-*``); returns ``vae``. Other VAEs
+    (ComfyUI's, in the nodes) and a VAE already compiled are left as they are."""
+    if not enabled or not hasattr(vae, "compile") or getattr(vae, "compiled", True) or not _can_compile("VAE", device):
+        return vae
+    artifacts = None
+    if _keeps(keep_kernels):
+        artifacts = vae_artifacts_for(vae.vae, device=device, cache_dir=cache_dir)
+    vae.compile(artifacts=artifacts)
+    return vae
+
+
+def vae_artifacts_for(module: torch.nn.Module, *, device: torch.device | str,
+                      cache_dir: Path | str | None = None) -> CompileArtifacts:
+    """The kept-kernel files of a diffusers VAE module's compile setup (its public config, class and diffusers
+    version; the input shapes name the graphs)."""
+    # diffusers' private config entries (_use_default_values: a list made from a set) vary between processes
+    public = {k: v for k, v in dict(getattr(module, "config", {})).items() if not str(k).startswith("_")}
+    config = {"vae": public, "class": type(module).__name__, "diffusers": _version("diffusers")}
+    dtype = next(module.parameters()).dtype
+    key = setup_key(config, device=device, dtype=dtype, frames=1, batch=0, own_code=False)
+    return CompileArtifacts(cache_dir if cache_dir is not None else default_cache_dir(), key, kind="vae")

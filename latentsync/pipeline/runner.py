@@ -49,7 +49,7 @@ class RunOptions:
     window_frames: int = NUM_FRAMES_PER_CHUNK  # frames decoded/generated/encoded per step; whole chunks
     crf: int = 18
     preset: str = "medium"  # x264 speed/size trade-off (ultrafast ... veryslow); quality is set by crf
-    compile: bool = False  # torch.compile the U-Net (first use of a shape compiles for about 1-2 min)
+    compile: bool = False  # torch.compile the U-Net and a DiffusersVAE (first use of a shape compiles for 1-2 min)
     still_fps: float = UPSTREAM_FPS
     overwrite: bool = False
     models_dirs: Sequence[str] = ()  # models roots/folders searched for the insightface files
@@ -364,10 +364,11 @@ def lipsync_file(
     mask = fixed_mask(resolution)
     unet = models.unet
     if options.compile and shards is None:  # sharded: the workers compile their own
-        from .compiled import maybe_compile
+        from .compiled import maybe_compile, maybe_compile_vae
 
         unet = maybe_compile(unet, True, device=device, frames=sampler_options.chunk_frames,
                              fixed_batch=sampler_options.batch_chunks)
+        maybe_compile_vae(vae, True, device=device)
     video_plan = stages.plan_video(n_out, sampler_options, resolution)
     sampler_options = video_plan.options  # the seed resolved; the memory plan still lowers its batch_chunks
     sampler = stages.new_sampler(unet, video_plan, device=device, dtype=dtype)

@@ -3,13 +3,23 @@ risky for modules this VAE does not have, and `accelerate` missing), even with -
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 
+from latentsync.pipeline.compile_cache import CompileArtifacts
+from latentsync.pipeline.compiled import compile_unavailable_reason, maybe_compile_vae
 from latentsync.pipeline.vae import load_diffusers_vae
 from latentsync.tiny_models import write_sd_vae_file, write_vae_folder
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class _Records(logging.Handler):
@@ -98,3 +108,86 @@ def test_vae_compile_failure_falls_back_to_eager(tmp_path, caplog):
     assert "no compiler here" in vae.fallback_reason and "runs uncompiled" in caplog.text
     torch.testing.assert_close(mean, plain.encode_moments(faces)[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(vae.decode(mean), plain.decode(mean), rtol=1e-5, atol=1e-5)
+
+
+class _Kept(CompileArtifacts):
+    """The real artifact files, plus a record of the graphs the adapter asked to keep."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked: list[str] = []
+
+    def save(self, graph):
+        self.asked.append(graph)
+        return super().save(graph)
+
+
+def test_compiled_vae_keeps_each_graph_once_per_shape(tmp_path):
+    vae = load_diffusers_vae(str(write_vae_folder(tmp_path / "a")))
+    kept = _Kept(tmp_path / "kernels", "probe", kind="vae")
+    vae.compile(backend="eager", artifacts=kept)
+    graphs = vae._graphs
+    vae.compile(backend="eager")  # a second run's compile keeps the graphs and their artifacts
+    assert vae._graphs is graphs and vae.artifacts is kept
+    gen = torch.Generator().manual_seed(3)
+    for n in (6, 3):  # 4 + 2 padded to 4, then 3 padded to 4: one shape each way
+        mean, _ = vae.encode_moments(torch.rand(n, 3, 256, 256, generator=gen) * 2 - 1)
+        vae.decode(mean)
+    latent = "x".join(map(str, (4, *mean.shape[1:])))
+    assert kept.asked == ["encoder-4x3x256x256", f"decoder-4x{latent[2:]}"]
+    vae.encode_moments(torch.rand(2, 3, 128, 128, generator=gen) * 2 - 1)  # another resolution: its own graph
+    assert kept.asked[-1] == "encoder-16x3x128x128"
+
+
+@pytest.mark.skipif(compile_unavailable_reason("cpu") is not None, reason="no C++ compiler for Inductor's CPU kernels")
+def test_maybe_compile_vae_compiles_diffusers_vaes_only(tmp_path):
+    vae = load_diffusers_vae(str(write_vae_folder(tmp_path / "a")))
+    assert maybe_compile_vae(vae, False, device="cpu") is vae and not vae.compiled
+    assert maybe_compile_vae(vae, True, device="cpu", cache_dir=tmp_path / "k", keep_kernels=False) is vae
+    assert vae.compiled and vae.artifacts is None
+    half = load_diffusers_vae(str(write_vae_folder(tmp_path / "b")), dtype=torch.float16)
+    maybe_compile_vae(half, True, device="cpu", cache_dir=tmp_path / "k", keep_kernels=True)
+    assert half.artifacts.kind == "vae" and half.artifacts.directory == tmp_path / "k"
+    full = load_diffusers_vae(str(write_vae_folder(tmp_path / "c")))
+    maybe_compile_vae(full, True, device="cpu", cache_dir=tmp_path / "k", keep_kernels=True)
+    assert full.artifacts.key != half.artifacts.key  # the dtype makes other kernels
+    assert half.artifacts.path("encoder-4x3x256x256").name.startswith("vae-")
+
+    class Other:  # ComfyUI's VAE in the nodes: left to ComfyUI
+        compiled = False
+
+    other = Other()
+    assert maybe_compile_vae(other, True, device="cpu") is other
+
+
+KEY_PROBE = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, sys.argv[2])
+    from cpu_torchvision import stub_registrations_if_needed
+    stub_registrations_if_needed()
+    from latentsync.pipeline.compiled import vae_artifacts_for
+    from latentsync.pipeline.vae import load_diffusers_vae
+    vae = load_diffusers_vae(sys.argv[1])
+    print(sorted(vae.vae.config.get("_use_default_values", [])) and list(vae.vae.config["_use_default_values"]))
+    print(vae_artifacts_for(vae.vae, device="cpu", cache_dir=sys.argv[1]).key)
+    """
+)
+
+
+def test_vae_kernel_key_is_the_same_in_every_process(tmp_path):
+    # diffusers lists the config entries it defaulted in set order, which changes with the hash seed: a key built
+    # from them named other files in every process, so kept VAE kernels were never found again
+    folder = str(write_vae_folder(tmp_path))
+    config = json.loads((Path(folder) / "config.json").read_text())
+    (Path(folder) / "config.json").write_text(json.dumps({k: v for k, v in config.items()
+                                                          if k not in ("act_fn", "sample_size", "force_upcast")}))
+    runs = []
+    for seed in ("1", "2", "3"):
+        env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(REPO))
+        done = subprocess.run([sys.executable, "-c", KEY_PROBE, folder, str(REPO / "tests")], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append(done.stdout.strip().splitlines()[-2:])
+    assert len({r[0] for r in runs}) > 1, "diffusers' defaulted entries came in one order: the probe proves nothing"
+    assert len({r[1] for r in runs}) == 1
