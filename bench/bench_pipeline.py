@@ -126,6 +126,8 @@ def main() -> None:
     ap.add_argument("--loop-landmarks", action="store_true", help="the video is the landmarks' source looped")
     ap.add_argument("--vae-batch", type=int, default=None, help="frames per VAE call (default: the adapter's budget)")
     ap.add_argument("--eager-vae", action="store_true", help="keep the VAE uncompiled (--compile covers it)")
+    ap.add_argument("--ff-max-hidden", type=int, default=None,
+                    help="the feed-forward's part size in projected values (1 << 62: one whole call, as before)")
     ap.add_argument("--smoke", action="store_true", help="narrow random models (CPU plumbing check)")
     ap.add_argument("--json")
     ap.add_argument("--memory-snapshot", metavar="DIR",
@@ -145,6 +147,8 @@ def main() -> None:
                 case["batch_chunks"] = args.batch_chunks
             if args.eager_vae:
                 case["compile_vae"] = False
+            if args.ff_max_hidden:
+                case["ff_max_hidden"] = args.ff_max_hidden
             rec = Recorder()
             impl = Impl(case, rec, work)
             impl.run(warm_v, warm_a, os.path.join(work, "warm_out.mp4"), landmarks)

@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def child(res: int, batch: int, kernels: str) -> dict:
+def child(res: int, batch: int, kernels: str, ff_max_hidden: int = 0) -> dict:
     """One fresh process's view: compile seconds and steady step times."""
     import torch
 
@@ -54,6 +54,10 @@ def child(res: int, batch: int, kernels: str) -> dict:
     for name in ("torch._inductor.codecache", "torch._functorch._aot_autograd.autograd_cache"):
         logging.getLogger(name).addHandler(Keep())
         logging.getLogger(name).setLevel(logging.DEBUG)
+    if ff_max_hidden:
+        from latentsync.models.attention import FeedForward
+
+        FeedForward.max_hidden = ff_max_hidden
     dev = torch.device("cuda")
     unet = random_model(unet_config("stage2"), dev, torch.float16)
     wrapper = maybe_compile(unet, True, device=dev, frames=16, fixed_batch=batch, cache_dir=kernels, keep_kernels=True)
@@ -111,11 +115,11 @@ def _keys(info) -> dict | None:
     return {kind: sorted(str(k)[:40] for k in keys) for kind, keys in info.artifacts.items()}
 
 
-def run_child(res: int, batch: int, kernels: Path, scratch: Path, label: str, timeout: int) -> dict:
+def run_child(res: int, batch: int, kernels: Path, scratch: Path, label: str, timeout: int, ff: int = 0) -> dict:
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(scratch / f"inductor-{label}"),
                TRITON_CACHE_DIR=str(scratch / f"triton-{label}"))
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "--child", str(res), str(batch), str(kernels)], env=env,
+    done = subprocess.run([sys.executable, __file__, "--child", str(res), str(batch), str(kernels), str(ff)], env=env,
                           capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         return {"error": done.stderr[-2000:]}
@@ -130,21 +134,26 @@ def main() -> None:
     p.add_argument("--batch", default="256:2,512:1", help="chunks per U-Net call per resolution (the CLI's defaults)")
     p.add_argument("--timeout", type=int, default=280, help="seconds per child process")
     p.add_argument("--json")
-    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    p.add_argument("--ff-max-hidden", type=int, default=0,
+                   help="the feed-forward's part size in projected values (1 << 62: one whole call, as before)")
+    p.add_argument("--warm-only", action="store_true", help="skip the cold child (kernels kept by an earlier run)")
+    p.add_argument("--kernels", help="folder of kept kernels (default: a new temporary one)")
+    p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        res, batch, kernels = args.child
-        print(json.dumps(child(int(res), int(batch), kernels)))
+        res, batch, kernels, ff = args.child
+        print(json.dumps(child(int(res), int(batch), kernels, int(ff))))
         return
     batches = {int(k): int(v) for k, v in (item.split(":") for item in args.batch.split(","))}
     results = {}
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
         for res in (int(r) for r in args.res.split(",")):
-            kernels = scratch / f"kernels-{res}"
-            row = {"batch": batches.get(res, 1)}
-            for label in ("cold", "warm"):
-                row[label] = run_child(res, row["batch"], kernels, scratch, f"{res}-{label}", args.timeout)
+            kernels = Path(args.kernels) / f"kernels-{res}" if args.kernels else scratch / f"kernels-{res}"
+            row = {"batch": batches.get(res, 1), "ff_max_hidden": args.ff_max_hidden or None}
+            for label in ("warm",) if args.warm_only else ("cold", "warm"):
+                row[label] = run_child(res, row["batch"], kernels, scratch, f"{res}-{label}", args.timeout,
+                                       args.ff_max_hidden)
                 print(res, label, row[label], flush=True)
             results[res] = row
             if args.json:  # after every resolution, so a timeout keeps what was measured

@@ -85,6 +85,10 @@ class Impl:
             length_policy="pingpong", crf=int(extra.get("crf", 18)), preset=extra.get("preset", "medium"),
             overwrite=True, window_frames=int(extra.get("window_frames", 32)), compile=bool(extra.get("compile", True)),
         )
+        if extra.get("ff_max_hidden"):  # to compare the feed-forward's parts with one whole call (e.g. 1 << 62)
+            from latentsync.models.attention import FeedForward
+
+            FeedForward.max_hidden = int(extra["ff_max_hidden"])
         if extra.get("compile_vae", True) is False:  # --compile covers the VAE; this keeps it eager (to compare)
             self.models.vae.fallback_reason = "kept eager (benchmark option compile_vae=false)"
         self.compile_s = self._warm_up(resolution) if self.options.compile else 0.0

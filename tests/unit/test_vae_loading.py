@@ -183,7 +183,7 @@ def test_vae_kernel_key_is_the_same_in_every_process(tmp_path):
     (Path(folder) / "config.json").write_text(json.dumps({k: v for k, v in config.items()
                                                           if k not in ("act_fn", "sample_size", "force_upcast")}))
     runs = []
-    for seed in ("1", "2", "3"):
+    for seed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(REPO))
         done = subprocess.run([sys.executable, "-c", KEY_PROBE, folder, str(REPO / "tests")], env=env,
                               capture_output=True, text=True, timeout=300)
