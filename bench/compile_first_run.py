@@ -5,7 +5,8 @@ and the VAE through ``maybe_compile_vae``:
 "cold" starts with empty Inductor and Triton caches and an empty artifact folder (a user's very first run);
 "warm" starts with new, empty Inductor and Triton caches but the artifact file the cold process saved (a new
 process after a reboot or in another environment of the same versions). Each reports the seconds of its first
-full and first DeepCache step (compile + run), of the VAE's first encode + decode, and the steady step times. Example (GPU machine, repo root):
+full and first DeepCache step (compile + run), of the VAE's first encode + decode, and the steady step times.
+Example (GPU machine, repo root):
 
     python bench/compile_first_run.py --res 256,512 --json $OUT/compile_first_run.json
 """

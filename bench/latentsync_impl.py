@@ -22,10 +22,13 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from latentsync.configs import RESOLUTION_BY_VERSION, unet_config  # noqa: E402
+from latentsync.models.attention import FeedForward  # noqa: E402
 from latentsync.pipeline.loading import LipsyncModels  # noqa: E402
 from latentsync.pipeline.runner import RunOptions, lipsync_file  # noqa: E402
 from latentsync.pipeline.sampler import SamplerOptions  # noqa: E402
 from latentsync.tiny_models import tiny_unet_config  # noqa: E402
+
+FF_MAX_HIDDEN = FeedForward.max_hidden  # the library's part size; a case may set another (ff_max_hidden)
 
 
 def random_models(resolution: int, device: torch.device, dtype: torch.dtype, seed: int = 0,
@@ -85,10 +88,8 @@ class Impl:
             length_policy="pingpong", crf=int(extra.get("crf", 18)), preset=extra.get("preset", "medium"),
             overwrite=True, window_frames=int(extra.get("window_frames", 32)), compile=bool(extra.get("compile", True)),
         )
-        if extra.get("ff_max_hidden"):  # to compare the feed-forward's parts with one whole call (e.g. 1 << 62)
-            from latentsync.models.attention import FeedForward
-
-            FeedForward.max_hidden = int(extra["ff_max_hidden"])
+        # to compare the feed-forward's parts with one whole call (e.g. 1 << 62); every case sets it
+        FeedForward.max_hidden = int(extra.get("ff_max_hidden") or FF_MAX_HIDDEN)
         if extra.get("compile_vae", True) is False:  # --compile covers the VAE; this keeps it eager (to compare)
             self.models.vae.fallback_reason = "kept eager (benchmark option compile_vae=false)"
         self.compile_s = self._warm_up(resolution) if self.options.compile else 0.0
