@@ -24,12 +24,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from diffusers_import import autoencoder_kl  # noqa: E402
+from diffusers_import import prefer_image_diffusers  # noqa: E402
 
-try:
-    autoencoder_kl()  # the GPU image's diffusers, imported without its broken transformers / peft (before the adapter)
-except (ImportError, RuntimeError):  # where diffusers' usual import works, the adapter's own import follows
-    pass
+prefer_image_diffusers()  # the GPU image's diffusers, without its broken transformers / peft (before the adapter)
 
 from latentsync_impl import Impl  # noqa: E402
 

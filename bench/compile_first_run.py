@@ -80,12 +80,9 @@ def child(res: int, batch: int, kernels: str, ff_max_hidden: int = 0) -> dict:
     first_cached = timed(lambda: wrapper(sample, t, audio, deepcache=state))
     full = [timed(lambda: wrapper(sample, t, audio, deepcache=DeepCacheState())) for _ in range(5)]
     cached = [timed(lambda: wrapper(sample, t, audio, deepcache=state)) for _ in range(5)]
-    from diffusers_import import autoencoder_kl
+    from diffusers_import import prefer_image_diffusers
 
-    try:
-        autoencoder_kl()  # the GPU image's diffusers, imported without its broken transformers / peft
-    except (ImportError, RuntimeError):
-        pass
+    prefer_image_diffusers()  # the GPU image's diffusers, without its broken transformers / peft
     from latentsync_impl import random_models
 
     vae = random_models(res, dev, torch.float16).vae

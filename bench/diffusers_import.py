@@ -9,6 +9,15 @@ import importlib
 import sys
 
 
+def prefer_image_diffusers() -> None:
+    """Import diffusers the GPU image's way before anything else does; where that fails (a normal install), the
+    usual import follows later."""
+    try:
+        autoencoder_kl()
+    except (ImportError, RuntimeError):
+        pass
+
+
 def autoencoder_kl():
     """``diffusers.AutoencoderKL``, loaded without transformers / peft."""
     hidden = ("transformers", "peft")

@@ -22,12 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def main() -> None:
-    from diffusers_import import autoencoder_kl
+    from diffusers_import import prefer_image_diffusers
 
-    try:
-        autoencoder_kl()  # the GPU image's diffusers, imported without its broken transformers / peft
-    except (ImportError, RuntimeError):  # where diffusers' usual import works, the adapter's own import follows
-        pass
+    prefer_image_diffusers()  # the GPU image's diffusers, without its broken transformers / peft
     from latentsync_impl import random_models
     from unet_speed import median_ms
 

@@ -52,7 +52,8 @@ def kernels_kept() -> bool:
     return os.environ.get(ENV_DIR, "").strip().lower() not in ("off", "0", "false", "no", "none")
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
+    """An installed distribution's version, or "absent"."""
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
@@ -78,7 +79,7 @@ def setup_key(config: dict, *, device: torch.device | str, dtype: torch.dtype, f
         index = device.index if device.index is not None else torch.cuda.current_device()
         gpu = [torch.cuda.get_device_name(index), list(torch.cuda.get_device_capability(index))]
     facts = {
-        "torch": torch.__version__, "triton": _version("triton"), "cuda": torch.version.cuda, "device": device.type,
+        "torch": torch.__version__, "triton": package_version("triton"), "cuda": torch.version.cuda, "device": device.type,
         "gpu": gpu, "dtype": str(dtype), "frames": int(frames), "batch": int(batch), "config": config,
         "code": _model_source_digest() if own_code else None,
     }
@@ -102,6 +103,7 @@ class CompileArtifacts:
         self.key = key
         self.kind = kind  # the model, first in the file names (unet, vae)
         self.loaded_graphs: set[str] = set()
+        self._ran: set[str] = set()  # graphs that have run in this process (see ran)
         self.loaded_info: list[Any] = []  # PyTorch's CacheInfo of each load / the last save (which keys they held)
         self.saved_info: Any = None
 
@@ -136,6 +138,13 @@ class CompileArtifacts:
             log.info("Loaded compiled %s kernels from %s.", self.kind, path)
         return self.loaded
 
+    def ran(self, graph: str) -> Optional[Path]:
+        """Call after every run of ``graph``: its first run in this process (a compile, or cache hits) saves it."""
+        if graph in self._ran:
+            return None
+        self._ran.add(graph)
+        return self.save(graph)
+
     def save(self, graph: str) -> Optional[Path]:
         """Write the artifacts of ``graph``, compiled just now (atomically); None when it came from a file or
         there is nothing to write."""
@@ -163,4 +172,4 @@ class CompileArtifacts:
         return target
 
 
-__all__ = ["CompileArtifacts", "ENV_DIR", "default_cache_dir", "kernels_kept", "setup_key"]
+__all__ = ["CompileArtifacts", "ENV_DIR", "default_cache_dir", "kernels_kept", "package_version", "setup_key"]

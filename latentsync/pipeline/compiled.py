@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import torch
 
-from .compile_cache import CompileArtifacts, _version, default_cache_dir, kernels_kept, setup_key
+from .compile_cache import CompileArtifacts, default_cache_dir, kernels_kept, package_version, setup_key
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,6 @@ class CompiledUNet:
         self.fixed_batch = int(fixed_batch)
         self.fallback_reason: Optional[str] = None
         self.artifacts = artifacts
-        self._ran: set[str] = set()  # graphs that have run (and so compiled) in this process
         if artifacts is not None:
             artifacts.load()
         from ..models.motion import TemporalAttention
@@ -74,11 +73,11 @@ class CompiledUNet:
         try:
             if deepcache is not None and deepcache.cached is not None:
                 eps = self._cached(sample, timestep, encoder_hidden_states, self.unet._checked_cache(deepcache, sample))
-                self._after_run("cached")
+                self._keep("cached")
                 return eps
             # one graph for DeepCache on and off: the full step always returns the state a cached step needs
             eps, captured = self._full(sample, timestep, encoder_hidden_states, capture=True)
-            self._after_run("full")
+            self._keep("full")
         except (torch.cuda.OutOfMemoryError, KeyboardInterrupt, ValueError):
             raise
         except Exception as exc:  # compiler missing or failing: run eagerly from now on
@@ -89,13 +88,10 @@ class CompiledUNet:
             deepcache.cached = captured
         return eps
 
-    def _after_run(self, graph: str) -> None:
-        """After a graph's first run in this process (its compile, or its cache hits), save the artifacts."""
-        if graph in self._ran:
-            return
-        self._ran.add(graph)
+    def _keep(self, graph: str) -> None:
+        """After each run of a graph; the kernels of its first run in this process are kept."""
         if self.artifacts is not None:
-            self.artifacts.save(graph)
+            self.artifacts.ran(graph)
 
 
 def artifacts_for(unet: torch.nn.Module, *, device: torch.device | str, frames: int, fixed_batch: int,
@@ -158,7 +154,7 @@ def vae_artifacts_for(module: torch.nn.Module, *, device: torch.device | str,
     version; the input shapes name the graphs)."""
     # diffusers' private config entries (_use_default_values: a list made from a set) vary between processes
     public = {k: v for k, v in dict(getattr(module, "config", {})).items() if not str(k).startswith("_")}
-    config = {"vae": public, "class": type(module).__name__, "diffusers": _version("diffusers")}
+    config = {"vae": public, "class": type(module).__name__, "diffusers": package_version("diffusers")}
     dtype = next(module.parameters()).dtype
     key = setup_key(config, device=device, dtype=dtype, frames=1, batch=0, own_code=False)
     return CompileArtifacts(cache_dir if cache_dir is not None else default_cache_dir(), key, kind="vae")

@@ -62,7 +62,6 @@ class DiffusersVAE:
         self._graphs: Optional[dict[str, Callable]] = None  # compiled encoder / decoder (see compile)
         self.fallback_reason: Optional[str] = None
         self.artifacts: Any = None  # a compile_cache.CompileArtifacts: compiled kernels kept across processes
-        self._ran: set[str] = set()  # graphs (model part and input shape) that have run in this process
 
     def compile(self, *, backend: str = "inductor", artifacts: Any = None) -> None:
         """Run the encoder and decoder through ``torch.compile`` with static shapes from now on (again: no-op).
@@ -92,7 +91,8 @@ class DiffusersVAE:
         if self._graphs is not None:
             try:
                 out = self._graphs[name](x)
-                self._after_run(f"{name}-{'x'.join(map(str, x.shape))}")
+                if self.artifacts is not None:  # one graph per model part and input shape
+                    self.artifacts.ran(f"{name}-{'x'.join(map(str, x.shape))}")
                 return out
             except (torch.cuda.OutOfMemoryError, KeyboardInterrupt):
                 raise
@@ -101,13 +101,6 @@ class DiffusersVAE:
                 log.warning("torch.compile failed for the VAE (%s); it runs uncompiled.", self.fallback_reason)
                 self._graphs = None
         return getattr(self.vae, name)(x)
-
-    def _after_run(self, graph: str) -> None:
-        """After a graph's first run in this process (its compile or its cache hits), keep its kernels."""
-        if graph not in self._ran:
-            self._ran.add(graph)
-            if self.artifacts is not None:
-                self.artifacts.save(graph)
 
     def _moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self._graphs is None:

@@ -169,7 +169,7 @@ KEY_PROBE = textwrap.dedent(
     from latentsync.pipeline.compiled import vae_artifacts_for
     from latentsync.pipeline.vae import load_diffusers_vae
     vae = load_diffusers_vae(sys.argv[1])
-    print(sorted(vae.vae.config.get("_use_default_values", [])) and list(vae.vae.config["_use_default_values"]))
+    print(list(vae.vae.config.get("_use_default_values", [])))
     print(vae_artifacts_for(vae.vae, device="cpu", cache_dir=sys.argv[1]).key)
     """
 )
