@@ -57,8 +57,8 @@ def test_batch_chunks_and_compile_give_the_same_latents(comfy):
 
     plain = sampled_latent(comfy, prompt, seed=5, compile=False, batch_chunks=1)
     assert plain.shape[0] == 38  # two full chunks (one group of 2) and a tail
-    batched = sampled_latent(comfy, prompt, seed=5, compile=False, batch_chunks=2)
-    assert rel_l2(batched, plain) < 1e-4
+    # batch_chunks alone is compared with one chunk per call in tests/unit/test_fast_paths.py; here both options
+    # at once go through the node and the executor
     compiled = sampled_latent(comfy, prompt, seed=5, compile=True, batch_chunks=2)
     assert rel_l2(compiled, plain) < 1e-4
     # another seed re-runs the sampler: the wrapper cached on the model is reused, not made (compiled) again
