@@ -68,7 +68,8 @@ class Impl:
     """Harness adapter: builds the models once (not timed); ``run`` is one full lip-sync call."""
 
     group_of = {"audio": "audio_features", "decode_wait": "video_read", "align": "affine", "vae_encode": "vae_encode",
-                "sample": "unet_loop", "vae_decode": "vae_decode", "composite": "restore", "encode_wait": "write_mux"}
+                "sample": "unet_loop", "vae_decode": "vae_decode", "composite": "restore", "encode_wait": "write_mux",
+                "write_close": "write_mux"}
 
     def __init__(self, case: dict, rec, workdir: str):
         self.case, self.rec = case, rec

@@ -197,6 +197,21 @@ def _cancel_on_error(queued: deque):
         raise
 
 
+class _ExitTimed:
+    """``cm`` with its exit under ``stage(name)``: the writer's close (x264's buffered frames encoded, the audio
+    muxed, the file finished) is its own stage, not time outside every stage."""
+
+    def __init__(self, cm, stage: Callable[[str], ContextManager], name: str):
+        self.cm, self.stage, self.name = cm, stage, name
+
+    def __enter__(self):
+        return self.cm.__enter__()
+
+    def __exit__(self, *exc_info):
+        with self.stage(self.name):
+            return self.cm.__exit__(*exc_info)
+
+
 def _check_paths(video_path: str, audio_path: str, output_path: str, overwrite: bool) -> None:
     """Inputs exist and are usable media (headers only), the output is new (or may be replaced) and is no input."""
     from ..io.errors import MediaError
@@ -522,9 +537,9 @@ def lipsync_file(
     # The writer is closed last (the executors wait for their jobs first); on an error, queued writes are dropped.
     queued: deque = deque()
     in_flight: deque = deque()  # sharded: windows handed to the workers, gathered in order (the next ones queued)
-    with VideoWriter(output_path, fps, audio=(waveform, sample_rate), crf=options.crf, preset=options.preset,
-                     overwrite=options.overwrite, timestamps=timestamps,
-                     metadata=dict(options.metadata) or None) as writer, \
+    with _ExitTimed(VideoWriter(output_path, fps, audio=(waveform, sample_rate), crf=options.crf, preset=options.preset,
+                                overwrite=options.overwrite, timestamps=timestamps,
+                                metadata=dict(options.metadata) or None), stage, "write_close") as writer, \
             ThreadPoolExecutor(1, thread_name_prefix="latentsync-decode") as reader, \
             ThreadPoolExecutor(1, thread_name_prefix="latentsync-encode") as encoder, \
             _cancel_on_error(queued):

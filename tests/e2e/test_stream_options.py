@@ -1,8 +1,10 @@
 """The streaming runner's graph options: alignment smoothing on/off (one function, stages.face_matrices, for the
 runner and Face Align Crop) and the mp4 metadata tags the Video File node passes ComfyUI's prompt and workflow
-through; on the real demo clip with the tiny models."""
+through, and the stages a profiling timer sees; on the real demo clip with the tiny models."""
 
 from __future__ import annotations
+
+import contextlib
 
 import av
 import numpy as np
@@ -58,3 +60,24 @@ def test_smoothing_off_is_each_frames_own_alignment(loaded, clip, tmp_path):
     _, on, _ = run(loaded, clip, tmp_path / "on.mp4")
     _, off, _ = run(loaded, clip, tmp_path / "off.mp4", smooth=False)
     assert on.shape == off.shape and np.abs(on - off).max() > 0
+
+
+def test_timer_sees_every_stage_and_the_writers_close_last(loaded, clip, tmp_path):
+    """Profiling callers (bench/bench_pipeline.py) get the writer's close as its own stage: the output is finished
+    inside it, after every other stage, so no run time is left outside the timed stages unnoticed."""
+    video, audio = clip
+    out = tmp_path / "timed.mp4"
+    seen: list[tuple[str, str, bool]] = []
+
+    @contextlib.contextmanager
+    def timer(name: str):
+        seen.append((name, "enter", out.exists()))
+        yield
+        seen.append((name, "exit", out.exists()))
+
+    lipsync_file(loaded, loaded.vae, str(video), str(audio), str(out), RunOptions(sampler=SamplerOptions(steps=1)),
+                 device="cpu", dtype=torch.float32, points=jittered_points(12), timer=timer)
+    names = [name for name, event, _ in seen if event == "enter"]
+    assert {"audio", "align", "vae_encode", "sample", "vae_decode", "composite", "encode_wait"} <= set(names)
+    assert names.count("write_close") == 1 and names[-1] == "write_close"
+    assert seen[-2:] == [("write_close", "enter", False), ("write_close", "exit", True)]
