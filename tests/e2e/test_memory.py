@@ -24,11 +24,13 @@ def peak_rss(tmp_path: Path, frames: int, models) -> dict:
 
 
 def test_peak_rss_is_flat_in_length(tmp_path, models, media):
-    short, long = 128, 384
+    # One run's peak varies by about +-40 MB (thread timing, allocator arenas; 28-57 MB of growth in three runs here,
+    # 130 MB once in CI at 384 frames): the long run is long enough that this noise stays well inside the bound.
+    short, long = 128, 640
     a = peak_rss(tmp_path, short, models)
     b = peak_rss(tmp_path, long, models)
     assert a["frames"] == short and b["frames"] == long
     growth = b["peak_rss_mb"] - a["peak_rss_mb"]
-    held = (long - short) * FRAME_MB  # what keeping the extra frames would cost: ~670 MB
+    held = (long - short) * FRAME_MB  # what keeping the extra frames would cost: ~1350 MB
     assert growth < 0.15 * held, f"peak RSS grew {growth:.0f} MB for {long - short} more frames ({a} -> {b})"
     assert b["peak_rss_mb"] < 2500, b
