@@ -30,8 +30,7 @@ prefer_image_diffusers()  # the GPU image's diffusers, without its broken transf
 
 from latentsync_impl import Impl  # noqa: E402
 
-STAGES = ("audio", "decode_wait", "align", "vae_encode", "sample", "vae_decode", "composite", "encode_wait",
-          "write_close")
+STAGES = tuple(Impl.group_of)  # the runner's stages, in the order they come
 
 
 class Recorder:
