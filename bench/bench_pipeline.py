@@ -125,6 +125,8 @@ def main() -> None:
     ap.add_argument("--eager-vae", action="store_true", help="keep the VAE uncompiled (--compile covers it)")
     ap.add_argument("--ff-max-hidden", type=int, default=None,
                     help="the feed-forward's part size in projected values (1 << 62: one whole call, as before)")
+    ap.add_argument("--fp8", choices=["row", "tensor"], default=None,
+                    help="the U-Net's transformer linears in FP8 with this scaling (latentsync.models.fp8)")
     ap.add_argument("--smoke", action="store_true", help="narrow random models (CPU plumbing check)")
     ap.add_argument("--json")
     ap.add_argument("--memory-snapshot", metavar="DIR",
@@ -146,6 +148,8 @@ def main() -> None:
                 case["compile_vae"] = False
             if args.ff_max_hidden:
                 case["ff_max_hidden"] = args.ff_max_hidden
+            if args.fp8:
+                case["fp8"] = args.fp8
             rec = Recorder()
             impl = Impl(case, rec, work)
             impl.run(warm_v, warm_a, os.path.join(work, "warm_out.mp4"), landmarks)

@@ -108,6 +108,40 @@ def kernel_breakdown(fn) -> dict:
     return {"ms_by_kind": kinds, "kernels": count, "top": top[:25]}
 
 
+def fp8_rows(model, scaling: str, cases: str, flops_of: dict, row, breakdown: dict, dev, dtype) -> None:
+    """The compiled U-Net with its linears in FP8 (``latentsync.models.fp8``): step time, and its output's
+    rel-L2 against the fp16 model on the same inputs (full step)."""
+    import copy
+
+    from latentsync.models.fp8 import convert_linears
+
+    fp8_model = copy.deepcopy(model)
+    n = convert_linears(fp8_model, scaling=scaling)
+    for res, chunks in [tuple(int(v) for v in c.split(":")) for c in cases.split(",")]:
+        torch._dynamo.reset()
+        compiled = torch.compile(fp8_model, dynamic=False)
+        sample, t, audio = inputs(res, chunks, dev, dtype, True)
+        flops = flops_of[res] * chunks if res in flops_of else None
+        with torch.inference_mode():
+            c0 = time.perf_counter()
+            out = compiled(sample, t, audio)
+            torch.cuda.synchronize()
+            compile_s = time.perf_counter() - c0
+            ref = model(sample, t, audio).float()
+            err = ((out.float() - ref).norm() / ref.norm()).item()
+            ms = median_ms(lambda: compiled(sample, t, audio))
+            row(res=res, chunks=chunks, variant=f"compile-cl-fp8-{scaling}", ms=ms, ms_per_chunk=ms / chunks,
+                compile_s=compile_s, tflops=(flops / ms / 1e9) if flops else None, rel_l2_vs_fp16=err, linears=n)
+            breakdown[f"{res}-compile-cl-fp8-{scaling}-k{chunks}"] = kernel_breakdown(lambda: compiled(sample, t, audio))
+            state = DeepCacheState()
+            compiled(sample, t, audio, deepcache=state)
+            ms = median_ms(lambda: compiled(sample, t, audio, deepcache=state))
+            row(res=res, chunks=chunks, variant=f"compile-cached-cl-fp8-{scaling}", ms=ms, ms_per_chunk=ms / chunks)
+            state = None
+    del fp8_model
+    torch.cuda.empty_cache()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--res", default="256,512")
@@ -117,6 +151,7 @@ def main() -> None:
     ap.add_argument("--compile-cases", default="256:2,512:1", help="res:chunks list for --compile")
     ap.add_argument("--skip-eager", action="store_true")
     ap.add_argument("--small-temporal", action="store_true", help="explicit-score temporal attention")
+    ap.add_argument("--fp8", default="", help="also time the compiled U-Net with FP8 linears: scalings, e.g. row,tensor")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     dev, dtype = torch.device("cuda"), torch.float16
@@ -206,6 +241,8 @@ def main() -> None:
                 row(res=res, chunks=chunks, variant="compile-cached-cl", ms=ms, ms_per_chunk=ms / chunks,
                     compile_s=compile_s)
                 state = replay = None
+        for scaling in [s for s in args.fp8.split(",") if s]:
+            fp8_rows(model, scaling, args.compile_cases, flops_of, row, results["breakdown"], dev, dtype)
     results["seconds"] = time.perf_counter() - started
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
