@@ -262,7 +262,8 @@ class LipsyncSampler:
         dev, dtype = self.device, self.dtype
         fixed = int(getattr(self.unet, "fixed_batch", 1))
         n = len(masked)
-        if n < fixed:  # pad with copies of the last chunk so a compiled graph's shape is met; results discarded
+        compiled_shape = masked[0].shape[0] == getattr(self.unet, "frames", None)  # a short tail runs eagerly
+        if n < fixed and compiled_shape:  # pad with copies of the last chunk to meet the graph's shape; discarded
             masked, ref = masked + [masked[-1]] * (fixed - n), ref + [ref[-1]] * (fixed - n)
             audio = None if audio is None else audio + [audio[-1]] * (fixed - n)
         k, f = len(masked), masked[0].shape[0]

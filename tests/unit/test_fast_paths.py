@@ -115,11 +115,18 @@ def test_compiled_wrapper_equals_eager_for_every_step_kind(unet):
     assert_same(tail, unet(sample[:, :, :2], t, audio[:, :2]), 5e-5)
 
 
-def test_sampler_pads_groups_to_the_compiled_batch(unet, inputs):
+def test_sampler_pads_groups_to_the_compiled_batch_and_not_the_eager_tail(unet, inputs):
     plain, _ = run(unet, inputs, deepcache=True)
-    with compiled(unet, fixed_batch=2, backend="eager") as wrapper:
-        got, _ = run(wrapper, inputs, deepcache=True, batch_chunks=2)  # 3 full chunks: 2 + (1 padded to 2)
+    eager_calls = []  # the U-Net module's own forward runs only for shapes without a graph
+    hook = unet.register_forward_pre_hook(lambda module, args: eager_calls.append(tuple(args[0].shape[:3])))
+    try:
+        with compiled(unet, fixed_batch=2, backend="eager") as wrapper:
+            got, _ = run(wrapper, inputs, deepcache=True, batch_chunks=2)  # 3 full chunks: 2 + (1 padded to 2)
+    finally:
+        hook.remove()
     assert_same(got, plain, 5e-5)
+    # the 2-frame tail: CFG's 2 copies of its one chunk, not of a second, padded chunk (4 steps, DeepCache on)
+    assert eager_calls == [(2, 13, 2)] * 4
 
 
 def test_a_failing_compiler_falls_back_to_eager(unet, caplog):
