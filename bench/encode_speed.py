@@ -2,11 +2,12 @@
 
     python bench/encode_speed.py --video demo1_video.mp4 [--frames 242] [--json out.json]
 
-Rows (frames per second over ``--frames`` frames, demo1's own frames repeated):
+Rows (frames per second over ``--frames`` frames, demo1's own frames repeated; ``*_bytes``: the file's size):
 - ``writer``: :class:`latentsync.io.video.VideoWriter` as the pipeline uses it (RGB in, swscale BT.709, libx264
-  crf 18 medium), one thread feeding it as the runner's encode thread does;
+  crf 18 medium on frame threads), one thread feeding it as the runner's encode thread does; ``writer_slice_threads``
+  the same on slice threads (PyAV's default, the writer's before session 12);
 - ``reformat``: the swscale RGB -> yuv420p conversion alone, on 1 and 4 threads (PyAV >= 17);
-- ``x264_yuv``: libx264 crf 18 medium fed yuv420p frames (conversion done elsewhere);
+- ``x264_yuv_{frame,slice}_threads``: libx264 crf 18 medium fed yuv420p frames (conversion done elsewhere);
 - ``nvenc_yuv``: h264_nvenc, when this FFmpeg build and driver have it.
 """
 
@@ -24,7 +25,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _encode_yuv(path: str, yuv: list, fps: int, codec: str, options: dict) -> float:
+def _encode_yuv(path: str, yuv: list, fps: int, codec: str, options: dict, thread_type: str | None = None) -> float:
     import av
 
     t0 = time.perf_counter()
@@ -33,6 +34,8 @@ def _encode_yuv(path: str, yuv: list, fps: int, codec: str, options: dict) -> fl
         h = yuv[0].shape[0] * 2 // 3
         stream.width, stream.height, stream.pix_fmt = yuv[0].shape[1], h, "yuv420p"
         stream.options = options
+        if thread_type:
+            stream.codec_context.thread_type = thread_type
         for i, plane in enumerate(yuv):
             frame = av.VideoFrame.from_ndarray(plane, format="yuv420p")
             frame.pts = i
@@ -57,18 +60,25 @@ def main() -> None:
     frames = [source[i % len(source)] for i in range(args.frames)]
     rows = {"cpus": os.cpu_count(), "frame_hw": list(source.shape[1:3]), "frames": args.frames}
     with tempfile.TemporaryDirectory() as work:
-        t0 = time.perf_counter()
-        with VideoWriter(os.path.join(work, "w.mp4"), 25, crf=18, preset="medium") as writer:
-            for i in range(0, len(frames), 32):
-                writer.write(np.stack(frames[i:i + 32]))
-        rows["writer_fps"] = args.frames / (time.perf_counter() - t0)
+        for frame_threads in (True, False):
+            t0 = time.perf_counter()
+            path = os.path.join(work, f"w{frame_threads}.mp4")
+            with VideoWriter(path, 25, crf=18, preset="medium", frame_threads=frame_threads) as writer:
+                for i in range(0, len(frames), 32):
+                    writer.write(np.stack(frames[i:i + 32]))
+            name = "writer" if frame_threads else "writer_slice_threads"
+            rows[f"{name}_fps"] = args.frames / (time.perf_counter() - t0)
+            rows[f"{name}_bytes"] = os.path.getsize(path)
         for threads in (1, 4):
             t0 = time.perf_counter()
             yuv = [av.VideoFrame.from_ndarray(f, format="rgb24")
                    .reformat(format="yuv420p", dst_colorspace="ITU709", threads=threads).to_ndarray() for f in frames]
             rows[f"reformat_{threads}_threads_ms_per_frame"] = (time.perf_counter() - t0) / args.frames * 1e3
-        rows["x264_yuv_fps"] = args.frames / _encode_yuv(os.path.join(work, "x.mp4"), yuv, 25, "libx264",
-                                                         {"crf": "18", "preset": "medium"})
+        for thread_type in ("FRAME", "SLICE"):  # x264 threads over frames (ffmpeg's choice) or slices (PyAV's default)
+            path = os.path.join(work, f"x{thread_type}.mp4")
+            seconds = _encode_yuv(path, yuv, 25, "libx264", {"crf": "18", "preset": "medium"}, thread_type)
+            rows[f"x264_yuv_{thread_type.lower()}_threads_fps"] = args.frames / seconds
+            rows[f"x264_yuv_{thread_type.lower()}_threads_bytes"] = os.path.getsize(path)
         try:
             rows["nvenc_yuv_fps"] = args.frames / _encode_yuv(os.path.join(work, "n.mp4"), yuv, 25, "h264_nvenc",
                                                               {"preset": "p4", "cq": "18"})

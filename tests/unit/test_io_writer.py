@@ -208,6 +208,16 @@ def test_metadata_tags_are_stored(tmp_path):
         assert container.metadata["prompt"] == '{"1": {}}'
 
 
+@pytest.mark.parametrize("frame_threads", [True, False])
+def test_x264_threads_over_frames_unless_asked_for_slices(tmp_path, frame_threads):
+    path = tmp_path / "threads.mp4"
+    with VideoWriter(path, 25, preset="ultrafast", threads=2, frame_threads=frame_threads) as writer:
+        writer.write(clip(12, height=128, width=128))  # x264 gives slices of at least a few macroblock rows
+    settings = re.search(rb"x264 - core .*? options: ([^\x00]*)", path.read_bytes()).group(1).decode()  # x264's SEI
+    assert f"sliced_threads={0 if frame_threads else 1}" in settings and "threads=2" in settings
+    assert read_video(path).frames.shape[0] == 12
+
+
 def test_mkv_output(tmp_path):
     path = tmp_path / "out.mkv"
     with VideoWriter(path, Fraction(30000, 1001), audio=(tone(2, 20000), 44100), preset="ultrafast") as writer:
