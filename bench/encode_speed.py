@@ -4,10 +4,11 @@
 
 Rows (frames per second over ``--frames`` frames, demo1's own frames repeated; ``*_bytes``: the file's size):
 - ``writer``: :class:`latentsync.io.video.VideoWriter` as the pipeline uses it (RGB in, swscale BT.709, libx264
-  crf 18 medium on frame threads), one thread feeding it as the runner's encode thread does; ``writer_slice_threads``
-  the same on slice threads (PyAV's default, the writer's before session 12);
+  crf 18 medium on frame threads, at most 8), one thread feeding it as the runner's encode thread does;
+  ``writer_slice_threads``: the same on slice threads (PyAV's default, the writer's before session 12);
 - ``reformat``: the swscale RGB -> yuv420p conversion alone, on 1 and 4 threads (PyAV >= 17);
-- ``x264_yuv_{frame,slice}_threads``: libx264 crf 18 medium fed yuv420p frames (conversion done elsewhere);
+- ``x264_yuv_{frame,slice}_threads``: libx264 crf 18 medium fed yuv420p frames (conversion done elsewhere), on x264's
+  own thread count (``_8``: 8 frame threads, the writer's cap);
 - ``nvenc_yuv``: h264_nvenc, when this FFmpeg build and driver have it.
 """
 
@@ -25,7 +26,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _encode_yuv(path: str, yuv: list, fps: int, codec: str, options: dict, thread_type: str | None = None) -> float:
+def _encode_yuv(path: str, yuv: list, fps: int, codec: str, options: dict, thread_type: str | None = None,
+                threads: int = 0) -> float:
     import av
 
     t0 = time.perf_counter()
@@ -36,6 +38,7 @@ def _encode_yuv(path: str, yuv: list, fps: int, codec: str, options: dict, threa
         stream.options = options
         if thread_type:
             stream.codec_context.thread_type = thread_type
+            stream.codec_context.thread_count = threads
         for i, plane in enumerate(yuv):
             frame = av.VideoFrame.from_ndarray(plane, format="yuv420p")
             frame.pts = i
@@ -74,11 +77,13 @@ def main() -> None:
             yuv = [av.VideoFrame.from_ndarray(f, format="rgb24")
                    .reformat(format="yuv420p", dst_colorspace="ITU709", threads=threads).to_ndarray() for f in frames]
             rows[f"reformat_{threads}_threads_ms_per_frame"] = (time.perf_counter() - t0) / args.frames * 1e3
-        for thread_type in ("FRAME", "SLICE"):  # x264 threads over frames (ffmpeg's choice) or slices (PyAV's default)
-            path = os.path.join(work, f"x{thread_type}.mp4")
-            seconds = _encode_yuv(path, yuv, 25, "libx264", {"crf": "18", "preset": "medium"}, thread_type)
-            rows[f"x264_yuv_{thread_type.lower()}_threads_fps"] = args.frames / seconds
-            rows[f"x264_yuv_{thread_type.lower()}_threads_bytes"] = os.path.getsize(path)
+        # x264 threads over frames (ffmpeg's choice; x264's own count, or the writer's at most 8) or slices (PyAV's)
+        for thread_type, threads in (("FRAME", 0), ("FRAME", 8), ("SLICE", 0)):
+            name = f"x264_yuv_{thread_type.lower()}_threads" + (f"_{threads}" if threads else "")
+            path = os.path.join(work, f"{name}.mp4")
+            seconds = _encode_yuv(path, yuv, 25, "libx264", {"crf": "18", "preset": "medium"}, thread_type, threads)
+            rows[f"{name}_fps"] = args.frames / seconds
+            rows[f"{name}_bytes"] = os.path.getsize(path)
         try:
             rows["nvenc_yuv_fps"] = args.frames / _encode_yuv(os.path.join(work, "n.mp4"), yuv, 25, "h264_nvenc",
                                                               {"preset": "p4", "cq": "18"})

@@ -36,6 +36,10 @@ _COLOR_TAGS = {"colorspace": 1, "color_primaries": 1, "color_trc": 1, "color_ran
 # If every timestamp sits within this share of a frame interval from i/fps, the timing is treated as CFR.
 _CFR_SNAP = 1e-3
 _CONVERT_THREADS = 4  # swscale threads for RGB -> YUV (1080x1920 on a 16-core host: 13.7 ms on one, 9.4 on four)
+# x264's frame threads when the caller leaves the count to us: each holds its own frames (1080x1920, measured on the
+# CPU: about 20 MB a thread over slice threads' whole cost), and x264's own choice, 1.5 per core, held 0.46 GB more
+# than slices on a 16-core host for 38 % more speed
+_FRAME_THREADS_MAX = 8
 _LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
@@ -100,8 +104,9 @@ class VideoWriter:
     padded with silence to the video's duration. Odd sizes with 4:2:0/4:2:2 are padded to even by
     repeating the last column/row. An existing file is never replaced unless ``overwrite=True``.
     ``metadata`` (str -> str) goes into the container's tags (kept as custom tags in mp4/mov).
-    ``frame_threads``: x264 spreads whole frames over its threads, as the ffmpeg command does; False: slices of
-    each frame (PyAV's default), which holds fewer frames back but encodes fewer per second on many cores.
+    ``frame_threads``: x264 spreads whole frames over its threads (``threads``, or 1.5 per core up to 8), as the
+    ffmpeg command does; False: slices of each frame (PyAV's default), which holds fewer frames in memory but encodes
+    fewer per second on many cores.
     """
 
     def __init__(
@@ -225,7 +230,7 @@ class VideoWriter:
         video.pix_fmt = self._pix_fmt
         video.time_base = self._time_base
         video.codec_context.time_base = self._time_base
-        video.codec_context.thread_count = self._threads
+        video.codec_context.thread_count = self._threads or self._auto_threads()
         video.codec_context.thread_type = self._thread_type
         for tag, value in _COLOR_TAGS.items():  # older PyAV lacks some of these setters: tag what it can
             if hasattr(video.codec_context, tag):
@@ -238,6 +243,14 @@ class VideoWriter:
             stream.bit_rate = self._audio_bitrate
             stream.time_base = Fraction(1, self._sample_rate)
             self._audio_stream = stream
+
+    def _auto_threads(self) -> int:
+        """x264's thread count when none was given: its own (0: 1.5 per core) for slices, at most
+        ``_FRAME_THREADS_MAX`` for frame threads."""
+        if self._thread_type != "FRAME":
+            return 0
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, min(_FRAME_THREADS_MAX, cores * 3 // 2))
 
     # ----------------------------------------------------------------------------------- writing
     def write(self, frames) -> None:

@@ -218,6 +218,15 @@ def test_x264_threads_over_frames_unless_asked_for_slices(tmp_path, frame_thread
     assert read_video(path).frames.shape[0] == 12
 
 
+def test_frame_threads_are_capped_when_the_count_is_left_to_the_writer(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)  # a 16-core host
+    path = tmp_path / "auto.mp4"
+    with VideoWriter(path, 25, preset="ultrafast") as writer:
+        writer.write(clip(12, height=256, width=256))
+    settings = re.search(rb"x264 - core .*? options: ([^\x00]*)", path.read_bytes()).group(1).decode()
+    assert " threads=8 " in f" {settings} " and "sliced_threads=0" in settings  # x264's own choice would be 24
+
+
 def test_mkv_output(tmp_path):
     path = tmp_path / "out.mkv"
     with VideoWriter(path, Fraction(30000, 1001), audio=(tone(2, 20000), 44100), preset="ultrafast") as writer:
