@@ -125,6 +125,8 @@ def main() -> None:
     ap.add_argument("--eager-vae", action="store_true", help="keep the VAE uncompiled (--compile covers it)")
     ap.add_argument("--ff-max-hidden", type=int, default=None,
                     help="the feed-forward's part size in projected values (1 << 62: one whole call, as before)")
+    ap.add_argument("--compile-mode", choices=["reduce-overhead", "max-autotune"], default=None,
+                    help="torch.compile's mode for the U-Net and the VAE (reduce-overhead: CUDA graphs)")
     ap.add_argument("--fp8", choices=["row", "tensor"], default=None,
                     help="the U-Net's transformer linears in FP8 with this scaling (latentsync.models.fp8)")
     ap.add_argument("--smoke", action="store_true", help="narrow random models (CPU plumbing check)")
@@ -150,6 +152,8 @@ def main() -> None:
                 case["ff_max_hidden"] = args.ff_max_hidden
             if args.fp8:
                 case["fp8"] = args.fp8
+            if args.compile_mode:
+                case["compile_mode"] = args.compile_mode
             rec = Recorder()
             impl = Impl(case, rec, work)
             impl.run(warm_v, warm_a, os.path.join(work, "warm_out.mp4"), landmarks)

@@ -91,6 +91,7 @@ class Impl:
         )
         # to compare the feed-forward's parts with one whole call (e.g. 1 << 62); every case sets it
         FeedForward.max_hidden = int(extra.get("ff_max_hidden") or FF_MAX_HIDDEN)
+        self.compile_mode = extra.get("compile_mode")  # torch.compile's mode for the U-Net and VAE (None: default)
         if extra.get("fp8"):  # the U-Net's transformer linears in FP8 ("row" or "tensor" scaling), before compiling
             from latentsync.models.fp8 import convert_linears
 
@@ -109,12 +110,13 @@ class Impl:
 
         t0 = time.perf_counter()
         sampler_opts = self.options.sampler
+        mode = self.compile_mode
         self.models.unet = maybe_compile(self.models.unet, True, device=self.device, frames=sampler_opts.chunk_frames,
-                                         fixed_batch=sampler_opts.batch_chunks)
+                                         fixed_batch=sampler_opts.batch_chunks, mode=mode)
         sampler = LipsyncSampler(self.models.unet, sampler_opts, latent_hw=(resolution // 8,) * 2, device=self.device,
                                  dtype=self.dtype)
         sampler.warm_up((50, 384))
-        maybe_compile_vae(self.models.vae, True, device=self.device)
+        maybe_compile_vae(self.models.vae, True, device=self.device, mode=mode)
         self.models.vae.warm_up(resolution)
         if self.device.type == "cuda":
             torch.cuda.synchronize()

@@ -47,10 +47,11 @@ class CompiledUNet:
     """
 
     def __init__(self, unet: torch.nn.Module, *, frames: int, fixed_batch: int = 1, backend: str = "inductor",
-                 artifacts: Optional[CompileArtifacts] = None):
+                 artifacts: Optional[CompileArtifacts] = None, mode: Optional[str] = None):
         self.unet = unet
         self.frames = int(frames)
         self.fixed_batch = int(fixed_batch)
+        self.mode = mode  # torch.compile's mode; "reduce-overhead" replays CUDA graphs (an experiment: bench only)
         self.fallback_reason: Optional[str] = None
         self.artifacts = artifacts
         if artifacts is not None:
@@ -60,8 +61,9 @@ class CompiledUNet:
         for module in unet.modules():  # explicit-score attention fuses well over 16 frames; same math as SDPA
             if isinstance(module, TemporalAttention):
                 module.small_sequence_kernel = True
-        self._full = torch.compile(unet.full_step, backend=backend, dynamic=False)
-        self._cached = torch.compile(unet.cached_step, backend=backend, dynamic=False)
+        kwargs = {"mode": mode} if mode else {}
+        self._full = torch.compile(unet.full_step, backend=backend, dynamic=False, **kwargs)
+        self._cached = torch.compile(unet.cached_step, backend=backend, dynamic=False, **kwargs)
 
     def __getattr__(self, name: str) -> Any:  # config, dtype, device, max_frames ... of the wrapped model
         return getattr(self.unet, name)
@@ -71,12 +73,14 @@ class CompiledUNet:
             return self.unet(sample, timestep, encoder_hidden_states, deepcache=deepcache)
         self.unet._check_inputs(sample, encoder_hidden_states)
         try:
+            if self.mode == "reduce-overhead":  # a new step: the last replay's outputs (copied below) may be overwritten
+                torch.compiler.cudagraph_mark_step_begin()
             if deepcache is not None and deepcache.cached is not None:
                 eps = self._cached(sample, timestep, encoder_hidden_states, self.unet._checked_cache(deepcache, sample))
                 self._keep("cached")
-                return eps
+                return self._own(eps)
             # one graph for DeepCache on and off: the full step always returns the state a cached step needs
-            eps, captured = self._full(sample, timestep, encoder_hidden_states, capture=True)
+            eps, captured = self._own(self._full(sample, timestep, encoder_hidden_states, capture=True))
             self._keep("full")
         except (torch.cuda.OutOfMemoryError, KeyboardInterrupt, ValueError):
             raise
@@ -87,6 +91,12 @@ class CompiledUNet:
         if deepcache is not None:
             deepcache.cached = captured
         return eps
+
+    def _own(self, out: Any) -> Any:
+        """Outputs the caller may keep: a CUDA graph's replay writes its outputs in place, so they are copied."""
+        if self.mode != "reduce-overhead":
+            return out
+        return torch.utils._pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
 
     def _keep(self, graph: str) -> None:
         """After each run of a graph; the kernels of its first run in this process are kept."""
@@ -105,7 +115,7 @@ def artifacts_for(unet: torch.nn.Module, *, device: torch.device | str, frames: 
 
 def maybe_compile(unet: torch.nn.Module, enabled: bool, *, device: torch.device | str, frames: int,
                   fixed_batch: int = 1, cache_dir: Path | str | None = None,
-                  keep_kernels: bool | None = None) -> torch.nn.Module | CompiledUNet:
+                  keep_kernels: bool | None = None, mode: Optional[str] = None) -> torch.nn.Module | CompiledUNet:
     """``unet`` wrapped in :class:`CompiledUNet` when ``enabled`` and possible; else ``unet`` (with a log line).
 
     With ``keep_kernels`` the compiled kernels are loaded from / saved to ``cache_dir`` (default: the user's cache
@@ -119,7 +129,7 @@ def maybe_compile(unet: torch.nn.Module, enabled: bool, *, device: torch.device 
     artifacts = None
     if _keeps(keep_kernels):
         artifacts = artifacts_for(unet, device=device, frames=frames, fixed_batch=fixed_batch, cache_dir=cache_dir)
-    return CompiledUNet(unet, frames=frames, fixed_batch=fixed_batch, artifacts=artifacts)
+    return CompiledUNet(unet, frames=frames, fixed_batch=fixed_batch, artifacts=artifacts, mode=mode)
 
 
 def _can_compile(what: str, device: torch.device | str) -> bool:
@@ -135,7 +145,7 @@ def _keeps(keep_kernels: bool | None) -> bool:
 
 
 def maybe_compile_vae(vae: Any, enabled: bool, *, device: torch.device | str, cache_dir: Path | str | None = None,
-                      keep_kernels: bool | None = None) -> Any:
+                      keep_kernels: bool | None = None, mode: Optional[str] = None) -> Any:
     """Compile a :class:`.vae.DiffusersVAE`'s encoder and decoder in place when ``enabled`` and possible (kernels
     kept as :func:`maybe_compile` keeps the U-Net's, files named ``vae-*``); returns ``vae``. Other VAEs
     (ComfyUI's, in the nodes) and a VAE already compiled are left as they are."""
@@ -144,7 +154,7 @@ def maybe_compile_vae(vae: Any, enabled: bool, *, device: torch.device | str, ca
     artifacts = None
     if _keeps(keep_kernels):
         artifacts = vae_artifacts_for(vae.vae, device=device, cache_dir=cache_dir)
-    vae.compile(artifacts=artifacts)
+    vae.compile(artifacts=artifacts, **({"mode": mode} if mode else {}))
     return vae
 
 

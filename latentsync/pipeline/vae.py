@@ -62,8 +62,9 @@ class DiffusersVAE:
         self._graphs: Optional[dict[str, Callable]] = None  # compiled encoder / decoder (see compile)
         self.fallback_reason: Optional[str] = None
         self.artifacts: Any = None  # a compile_cache.CompileArtifacts: compiled kernels kept across processes
+        self.mode: Optional[str] = None  # torch.compile's mode (see compile)
 
-    def compile(self, *, backend: str = "inductor", artifacts: Any = None) -> None:
+    def compile(self, *, backend: str = "inductor", artifacts: Any = None, mode: Optional[str] = None) -> None:
         """Run the encoder and decoder through ``torch.compile`` with static shapes from now on (again: no-op).
 
         Every call then gets a full batch: a short last batch is padded with copies of its last item, whose results
@@ -71,14 +72,17 @@ class DiffusersVAE:
         face (256 px: encode 1.95 -> 0.96 ms, decode 4.29 -> 1.94 ms; 512 px: 9.0 -> 4.4, 20.1 -> 9.0 ms) for about
         30 s of compiling per resolution. ``artifacts`` (:class:`.compile_cache.CompileArtifacts`) keeps the kernels
         for later processes: loaded now, saved after each graph's first run. If compiling fails, the VAE runs
-        eagerly from then on and :attr:`fallback_reason` says why.
+        eagerly from then on and :attr:`fallback_reason` says why. ``mode``: torch.compile's (``reduce-overhead``
+        replays CUDA graphs; an experiment, bench only).
         """
         if self._graphs is not None or self.fallback_reason is not None:
             return
         self.artifacts = artifacts
         if artifacts is not None:
             artifacts.load()
-        self._graphs = {name: torch.compile(getattr(self.vae, name), backend=backend, dynamic=False)
+        self.mode = mode
+        kwargs = {"mode": mode} if mode else {}
+        self._graphs = {name: torch.compile(getattr(self.vae, name), backend=backend, dynamic=False, **kwargs)
                         for name in ("encoder", "decoder")}
 
     @property
@@ -90,7 +94,11 @@ class DiffusersVAE:
         """The compiled encoder or decoder on ``x``; the plain module once compiling has failed."""
         if self._graphs is not None:
             try:
+                graphed = self.mode == "reduce-overhead"
+                if graphed:  # a replay writes its outputs in place: mark the step, keep a copy
+                    torch.compiler.cudagraph_mark_step_begin()
                 out = self._graphs[name](x)
+                out = out.clone() if graphed else out
                 if self.artifacts is not None:  # one graph per model part and input shape
                     self.artifacts.ran(f"{name}-{'x'.join(map(str, x.shape))}")
                 return out

@@ -100,13 +100,14 @@ def _steps(model, sample, t, audio):
     return full, cached, model(sample, t, audio)
 
 
-def test_compiled_wrapper_equals_eager_for_every_step_kind(unet):
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])  # the latter: outputs copied (CUDA graphs on a GPU)
+def test_compiled_wrapper_equals_eager_for_every_step_kind(unet, mode):
     g = torch.Generator().manual_seed(2)
     sample = torch.randn(2, 13, CHUNK, *HW, generator=g)
     audio = torch.randn(2, CHUNK, 5, unet.config["cross_attention_dim"], generator=g)
     t = torch.tensor(500)
     want = _steps(unet, sample, t, audio)
-    with compiled(unet, backend="eager") as wrapper:  # dynamo graphs, no code generation
+    with compiled(unet, backend="eager", mode=mode) as wrapper:  # dynamo graphs, no code generation
         got = _steps(wrapper, sample, t, audio)
         tail = wrapper(sample[:, :, :2], t, audio[:, :2])  # another frame count: eager path
         assert wrapper.fallback_reason is None
