@@ -132,7 +132,8 @@ def fp8_rows(model, scaling: str, cases: str, flops_of: dict, row, breakdown: di
             ms = median_ms(lambda: compiled(sample, t, audio))
             row(res=res, chunks=chunks, variant=f"compile-cl-fp8-{scaling}", ms=ms, ms_per_chunk=ms / chunks,
                 compile_s=compile_s, tflops=(flops / ms / 1e9) if flops else None, rel_l2_vs_fp16=err, linears=n)
-            breakdown[f"{res}-compile-cl-fp8-{scaling}-k{chunks}"] = kernel_breakdown(lambda: compiled(sample, t, audio))
+            key = f"{res}-compile-cl-fp8-{scaling}-k{chunks}"
+            breakdown[key] = kernel_breakdown(lambda: compiled(sample, t, audio))
             state = DeepCacheState()
             compiled(sample, t, audio, deepcache=state)
             ms = median_ms(lambda: compiled(sample, t, audio, deepcache=state))

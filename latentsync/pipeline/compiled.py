@@ -73,7 +73,7 @@ class CompiledUNet:
             return self.unet(sample, timestep, encoder_hidden_states, deepcache=deepcache)
         self.unet._check_inputs(sample, encoder_hidden_states)
         try:
-            if self.mode == "reduce-overhead":  # a new step: the last replay's outputs (copied below) may be overwritten
+            if self.mode == "reduce-overhead":  # a new step: the last replay's outputs (copied below) go stale
                 torch.compiler.cudagraph_mark_step_begin()
             if deepcache is not None and deepcache.cached is not None:
                 eps = self._cached(sample, timestep, encoder_hidden_states, self.unet._checked_cache(deepcache, sample))
