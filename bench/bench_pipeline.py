@@ -38,17 +38,20 @@ class Recorder:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.annotate = False  # mark each stage in a profiler trace (--trace)
 
     @contextlib.contextmanager
     def stage(self, name: str):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         t0 = time.perf_counter()
+        mark = torch.profiler.record_function(f"stage:{name}") if self.annotate else contextlib.nullcontext()
         try:
-            yield
+            with mark:
+                yield
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
         finally:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
 
@@ -110,6 +113,34 @@ def warm_inputs(video: str, audio: str, workdir: str) -> tuple[str, str]:
 UNET_TFLOP_PER_FRAME = {(256, False): 10.13, (256, True): 4.21, (512, False): 44.06, (512, True): 18.52}
 
 
+def traced_run(impl, rec: Recorder, args, landmarks, work: str, name: str) -> dict:
+    """One more run of ``impl`` under torch.profiler (not timed: the profiler slows the host): the trace goes to
+    ``args.trace``, the GPU's busy share per stage is returned and printed."""
+    import gzip
+
+    from gpu_idle import print_summary, summarize
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    rec.annotate, saved = True, dict(rec.seconds)
+    try:
+        with profile(activities=activities) as prof:
+            impl.run(args.video, args.audio, os.path.join(work, f"traced_{name}.mp4"), landmarks)
+    finally:
+        rec.annotate, rec.seconds = False, saved
+    os.makedirs(args.trace, exist_ok=True)
+    path = os.path.join(work, f"trace_{name}.json")
+    prof.export_chrome_trace(path)
+    with open(path) as f:
+        trace = json.load(f)
+    with gzip.open(os.path.join(args.trace, f"trace_{name}.json.gz"), "wt") as f:
+        json.dump(trace, f)
+    summary = summarize(trace)
+    print(f"GPU busy per stage, traced run of {name}:")
+    print_summary(summary)
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--video", required=True)
@@ -129,6 +160,8 @@ def main() -> None:
                     help="torch.compile's mode for the U-Net and the VAE (reduce-overhead: CUDA graphs)")
     ap.add_argument("--fp8", choices=["row", "tensor"], default=None,
                     help="the U-Net's transformer linears in FP8 with this scaling (latentsync.models.fp8)")
+    ap.add_argument("--trace", metavar="DIR", help="after each timed run, one more under torch.profiler: its Chrome "
+                    "trace (gzip) and how busy the GPU was in each stage (bench/gpu_idle.py)")
     ap.add_argument("--smoke", action="store_true", help="narrow random models (CPU plumbing check)")
     ap.add_argument("--json")
     ap.add_argument("--memory-snapshot", metavar="DIR",
@@ -186,6 +219,8 @@ def main() -> None:
             flops = UNET_TFLOP_PER_FRAME.get((int(res), dc == "on"))
             if flops and not args.smoke and args.steps == 20:
                 row["unet_tflop_per_s_in_sample"] = flops * row["frames"] / max(rec.seconds.get("sample", 0), 1e-9)
+            if args.trace:
+                row["trace"] = traced_run(impl, rec, args, landmarks, work, f"{res}_{dc}")
             rows.append(row)
             print(json.dumps(row), flush=True)
             del impl
