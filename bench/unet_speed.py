@@ -108,6 +108,21 @@ def kernel_breakdown(fn) -> dict:
     return {"ms_by_kind": kinds, "kernels": count, "top": top[:25]}
 
 
+def compiled_case(model, res: int, chunks: int, flops_of: dict, dev, dtype):
+    """A fresh ``torch.compile`` of ``model``, channels-last inputs for ``chunks`` chunks at ``res`` px, their FLOPs."""
+    torch._dynamo.reset()
+    flops = flops_of[res] * chunks if res in flops_of else None
+    return torch.compile(model, dynamic=False), inputs(res, chunks, dev, dtype, True), flops
+
+
+def first_call(fn):
+    """``fn()``'s result and the seconds it took to the device's end (a compiled model's first call compiles)."""
+    c0 = time.perf_counter()
+    out = fn()
+    torch.cuda.synchronize()
+    return out, time.perf_counter() - c0
+
+
 def fp8_rows(model, scaling: str, cases: str, flops_of: dict, row, breakdown: dict, dev, dtype) -> None:
     """The compiled U-Net with its linears in FP8 (``latentsync.models.fp8``): step time, and its output's
     rel-L2 against the fp16 model on the same inputs (full step)."""
@@ -118,15 +133,9 @@ def fp8_rows(model, scaling: str, cases: str, flops_of: dict, row, breakdown: di
     fp8_model = copy.deepcopy(model)
     n = convert_linears(fp8_model, scaling=scaling)
     for res, chunks in [tuple(int(v) for v in c.split(":")) for c in cases.split(",")]:
-        torch._dynamo.reset()
-        compiled = torch.compile(fp8_model, dynamic=False)
-        sample, t, audio = inputs(res, chunks, dev, dtype, True)
-        flops = flops_of[res] * chunks if res in flops_of else None
+        compiled, (sample, t, audio), flops = compiled_case(fp8_model, res, chunks, flops_of, dev, dtype)
         with torch.inference_mode():
-            c0 = time.perf_counter()
-            out = compiled(sample, t, audio)
-            torch.cuda.synchronize()
-            compile_s = time.perf_counter() - c0
+            out, compile_s = first_call(lambda: compiled(sample, t, audio))
             ref = model(sample, t, audio).float()
             err = ((out.float() - ref).norm() / ref.norm()).item()
             ms = median_ms(lambda: compiled(sample, t, audio))
@@ -215,15 +224,9 @@ def main() -> None:
             if time.perf_counter() - started > args.compile_budget + results["eager_seconds"]:
                 row(res=res, chunks=chunks, variant="compile", skipped="budget")
                 continue
-            torch._dynamo.reset()
-            compiled = torch.compile(model, dynamic=False)
-            sample, t, audio = inputs(res, chunks, dev, dtype, True)
-            flops = flops_of[res] * chunks if res in flops_of else None
+            compiled, (sample, t, audio), flops = compiled_case(model, res, chunks, flops_of, dev, dtype)
             with torch.inference_mode():
-                c0 = time.perf_counter()
-                compiled(sample, t, audio)
-                torch.cuda.synchronize()
-                compile_s = time.perf_counter() - c0
+                _, compile_s = first_call(lambda: compiled(sample, t, audio))
                 ms = median_ms(lambda: compiled(sample, t, audio))
                 row(res=res, chunks=chunks, variant="compile-cl", ms=ms, ms_per_chunk=ms / chunks,
                     compile_s=compile_s, tflops=(flops / ms / 1e9) if flops else None)
