@@ -117,6 +117,7 @@ def traced_run(impl, rec: Recorder, args, landmarks, work: str, name: str) -> di
     """One more run of ``impl`` under torch.profiler (not timed: the profiler slows the host): the trace goes to
     ``args.trace``, the GPU's busy share per stage is returned and printed."""
     import gzip
+    import shutil
 
     from gpu_idle import print_summary, summarize
     from torch.profiler import ProfilerActivity, profile
@@ -131,11 +132,10 @@ def traced_run(impl, rec: Recorder, args, landmarks, work: str, name: str) -> di
     os.makedirs(args.trace, exist_ok=True)
     path = os.path.join(work, f"trace_{name}.json")
     prof.export_chrome_trace(path)
+    with open(path, "rb") as f, gzip.open(os.path.join(args.trace, f"trace_{name}.json.gz"), "wb") as kept:
+        shutil.copyfileobj(f, kept)
     with open(path) as f:
-        trace = json.load(f)
-    with gzip.open(os.path.join(args.trace, f"trace_{name}.json.gz"), "wt") as f:
-        json.dump(trace, f)
-    summary = summarize(trace)
+        summary = summarize(json.load(f))
     print(f"GPU busy per stage, traced run of {name}:")
     print_summary(summary)
     return summary

@@ -110,13 +110,12 @@ class Impl:
 
         t0 = time.perf_counter()
         sampler_opts = self.options.sampler
-        mode = self.compile_mode
         self.models.unet = maybe_compile(self.models.unet, True, device=self.device, frames=sampler_opts.chunk_frames,
-                                         fixed_batch=sampler_opts.batch_chunks, mode=mode)
+                                         fixed_batch=sampler_opts.batch_chunks, mode=self.compile_mode)
         sampler = LipsyncSampler(self.models.unet, sampler_opts, latent_hw=(resolution // 8,) * 2, device=self.device,
                                  dtype=self.dtype)
         sampler.warm_up((50, 384))
-        maybe_compile_vae(self.models.vae, True, device=self.device, mode=mode)
+        maybe_compile_vae(self.models.vae, True, device=self.device, mode=self.compile_mode)
         self.models.vae.warm_up(resolution)
         if self.device.type == "cuda":
             torch.cuda.synchronize()

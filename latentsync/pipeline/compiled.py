@@ -24,6 +24,19 @@ from .compile_cache import CompileArtifacts, default_cache_dir, kernels_kept, pa
 log = logging.getLogger(__name__)
 
 
+CUDA_GRAPHS_MODE = "reduce-overhead"  # torch.compile's mode that replays CUDA graphs
+
+
+def call_graph(graph: Any, mode: Optional[str], *args: Any, **kwargs: Any) -> Any:
+    """``graph(*args, **kwargs)``; under CUDA graphs a new step is marked first and the outputs are copied, since
+    the graph's next replay writes them in place."""
+    if mode != CUDA_GRAPHS_MODE:
+        return graph(*args, **kwargs)
+    torch.compiler.cudagraph_mark_step_begin()
+    out = graph(*args, **kwargs)
+    return torch.utils._pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
+
+
 def compile_unavailable_reason(device: torch.device | str) -> Optional[str]:
     """None when torch.compile can build kernels for ``device``; else a sentence saying what is missing."""
     device = torch.device(device)
@@ -51,7 +64,7 @@ class CompiledUNet:
         self.unet = unet
         self.frames = int(frames)
         self.fixed_batch = int(fixed_batch)
-        self.mode = mode  # torch.compile's mode; "reduce-overhead" replays CUDA graphs (an experiment: bench only)
+        self.mode = mode  # torch.compile's mode; CUDA_GRAPHS_MODE replays CUDA graphs (an experiment: bench only)
         self.fallback_reason: Optional[str] = None
         self.artifacts = artifacts
         if artifacts is not None:
@@ -61,9 +74,8 @@ class CompiledUNet:
         for module in unet.modules():  # explicit-score attention fuses well over 16 frames; same math as SDPA
             if isinstance(module, TemporalAttention):
                 module.small_sequence_kernel = True
-        kwargs = {"mode": mode} if mode else {}
-        self._full = torch.compile(unet.full_step, backend=backend, dynamic=False, **kwargs)
-        self._cached = torch.compile(unet.cached_step, backend=backend, dynamic=False, **kwargs)
+        self._full = torch.compile(unet.full_step, backend=backend, dynamic=False, mode=mode)
+        self._cached = torch.compile(unet.cached_step, backend=backend, dynamic=False, mode=mode)
 
     def __getattr__(self, name: str) -> Any:  # config, dtype, device, max_frames ... of the wrapped model
         return getattr(self.unet, name)
@@ -73,14 +85,13 @@ class CompiledUNet:
             return self.unet(sample, timestep, encoder_hidden_states, deepcache=deepcache)
         self.unet._check_inputs(sample, encoder_hidden_states)
         try:
-            if self.mode == "reduce-overhead":  # a new step: the last replay's outputs (copied below) go stale
-                torch.compiler.cudagraph_mark_step_begin()
             if deepcache is not None and deepcache.cached is not None:
-                eps = self._cached(sample, timestep, encoder_hidden_states, self.unet._checked_cache(deepcache, sample))
+                eps = call_graph(self._cached, self.mode, sample, timestep, encoder_hidden_states,
+                                 self.unet._checked_cache(deepcache, sample))
                 self._keep("cached")
-                return self._own(eps)
+                return eps
             # one graph for DeepCache on and off: the full step always returns the state a cached step needs
-            eps, captured = self._own(self._full(sample, timestep, encoder_hidden_states, capture=True))
+            eps, captured = call_graph(self._full, self.mode, sample, timestep, encoder_hidden_states, capture=True)
             self._keep("full")
         except (torch.cuda.OutOfMemoryError, KeyboardInterrupt, ValueError):
             raise
@@ -91,12 +102,6 @@ class CompiledUNet:
         if deepcache is not None:
             deepcache.cached = captured
         return eps
-
-    def _own(self, out: Any) -> Any:
-        """Outputs the caller may keep: a CUDA graph's replay writes its outputs in place, so they are copied."""
-        if self.mode != "reduce-overhead":
-            return out
-        return torch.utils._pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
 
     def _keep(self, graph: str) -> None:
         """After each run of a graph; the kernels of its first run in this process are kept."""
@@ -154,7 +159,7 @@ def maybe_compile_vae(vae: Any, enabled: bool, *, device: torch.device | str, ca
     artifacts = None
     if _keeps(keep_kernels):
         artifacts = vae_artifacts_for(vae.vae, device=device, cache_dir=cache_dir)
-    vae.compile(artifacts=artifacts, **({"mode": mode} if mode else {}))
+    vae.compile(artifacts=artifacts, mode=mode)
     return vae
 
 

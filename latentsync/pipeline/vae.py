@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional, Protocol, runtime_checkable
 import torch
 
 from ..configs import VAE_SCALING_FACTOR, VAE_SHIFT_FACTOR
+from .compiled import call_graph
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,7 @@ class DiffusersVAE:
         if artifacts is not None:
             artifacts.load()
         self.mode = mode
-        kwargs = {"mode": mode} if mode else {}
-        self._graphs = {name: torch.compile(getattr(self.vae, name), backend=backend, dynamic=False, **kwargs)
+        self._graphs = {name: torch.compile(getattr(self.vae, name), backend=backend, dynamic=False, mode=mode)
                         for name in ("encoder", "decoder")}
 
     @property
@@ -94,11 +94,7 @@ class DiffusersVAE:
         """The compiled encoder or decoder on ``x``; the plain module once compiling has failed."""
         if self._graphs is not None:
             try:
-                graphed = self.mode == "reduce-overhead"
-                if graphed:  # a replay writes its outputs in place: mark the step, keep a copy
-                    torch.compiler.cudagraph_mark_step_begin()
-                out = self._graphs[name](x)
-                out = out.clone() if graphed else out
+                out = call_graph(self._graphs[name], self.mode, x)
                 if self.artifacts is not None:  # one graph per model part and input shape
                     self.artifacts.ran(f"{name}-{'x'.join(map(str, x.shape))}")
                 return out
