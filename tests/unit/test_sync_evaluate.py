@@ -56,6 +56,30 @@ def test_ssim_map_known_values():
     assert float(evaluate.ssim_map(a, flat).mean()) < 0.1
 
 
+def test_ssim_map_equals_the_windowed_sums():
+    """Against SSIM written out: reflect-padded 11x11 Gaussian-weighted means, variances and covariance per pixel."""
+    a, b = _frames(2, 20), _frames(2, 20)
+    b = torch.roll(b, 1, 0)  # two different pictures per pair
+    got = evaluate.ssim_map(a, b).numpy()
+    t = np.arange(evaluate.SSIM_WINDOW) - evaluate.SSIM_WINDOW // 2
+    g = np.exp(-(t ** 2) / (2 * evaluate.SSIM_SIGMA ** 2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    weights = np.array([0.299, 0.587, 0.114])
+    pad = evaluate.SSIM_WINDOW // 2
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    for n in range(2):
+        x = np.pad(a[n].numpy().astype(np.float64) @ weights, pad, mode="reflect")
+        y = np.pad(b[n].numpy().astype(np.float64) @ weights, pad, mode="reflect")
+        for i in range(20):
+            for j in range(20):
+                px, py = x[i:i + 2 * pad + 1, j:j + 2 * pad + 1], y[i:i + 2 * pad + 1, j:j + 2 * pad + 1]
+                mx, my = (w * px).sum(), (w * py).sum()
+                vx, vy = (w * px * px).sum() - mx * mx, (w * py * py).sum() - my * my
+                cov = (w * px * py).sum() - mx * my
+                want = (2 * mx * my + c1) * (2 * cov + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+                assert abs(got[n, i, j] - want) < 1e-9, (n, i, j, got[n, i, j], want)
+
+
 def test_accuracy_pairs_are_deterministic_and_balanced():
     pairs = evaluate.accuracy_pairs(64)
     assert pairs == evaluate.accuracy_pairs(64)
