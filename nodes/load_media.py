@@ -113,7 +113,9 @@ class LatentSyncLoadVideo:
         }
 
     @classmethod
-    def IS_CHANGED(cls, video, frame_load_cap=0, skip_first_frames=0, path=""):
+    def IS_CHANGED(cls, video, frame_load_cap=0, skip_first_frames=0, path="", **_hidden):
+        # ComfyUI passes the hidden inputs (unique_id) here too; a signature without them raised, and a raising
+        # IS_CHANGED counts as changed, so every queue reloaded the video and re-ran everything after it.
         return _file_state(video, path, "video") + f":{frame_load_cap}:{skip_first_frames}"
 
     @classmethod
