@@ -14,13 +14,13 @@ def test_new_seed_reruns_only_the_sampler_and_after(comfy):
     after = {nid for nid in prompt if nid != sampler and any(
         value == [sampler, 0] for value in prompt[nid]["inputs"].values())}
     runs = []
-    for seed in (1, 2):
+    for seed in (9101, 9102):  # seeds no other test queues, so the first run really samples
         queued = json.loads(json.dumps(prompt))
         queued[sampler]["inputs"]["seed"] = seed
         run = comfy.run(queued)
         assert run.ok, f"{run.outcome}: {run.error()}\n{comfy.log_tail(40)}"
         runs.append(set(run.executed_nodes()))
-    assert runs[0] == set(prompt)
+    assert sampler in runs[0]  # (what ran before it may be cached already from earlier tests on this server)
     # the sampler's consumers (decode + composite) and theirs (the muxer) run again; nothing before the sampler does
     assert runs[1] - {sampler} - after == set(nodes_of(prompt, "LatentSyncMuxAudio")), sorted(runs[1])
     assert sampler in runs[1]
