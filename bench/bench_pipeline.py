@@ -119,7 +119,7 @@ def traced_run(impl, rec: Recorder, args, landmarks, work: str, name: str) -> di
     import gzip
     import shutil
 
-    from gpu_idle import print_summary, summarize
+    from gpu_idle import idle_by_host_op, print_idle, print_summary, summarize
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
@@ -135,9 +135,13 @@ def traced_run(impl, rec: Recorder, args, landmarks, work: str, name: str) -> di
     with open(path, "rb") as f, gzip.open(os.path.join(args.trace, f"trace_{name}.json.gz"), "wb") as kept:
         shutil.copyfileobj(f, kept)
     with open(path) as f:
-        summary = summarize(json.load(f))
+        loaded = json.load(f)
+    summary = summarize(loaded)
     print(f"GPU busy per stage, traced run of {name}:")
     print_summary(summary)
+    for stage in ("sample", "vae_encode"):  # what the host did while the GPU waited (gpu_idle.idle_by_host_op)
+        summary[f"idle:{stage}"] = idle = idle_by_host_op(loaded, stage)
+        print_idle(stage, idle)
     return summary
 
 
@@ -161,7 +165,8 @@ def main() -> None:
     ap.add_argument("--fp8", choices=["row", "tensor"], default=None,
                     help="the U-Net's transformer linears in FP8 with this scaling (latentsync.models.fp8)")
     ap.add_argument("--trace", metavar="DIR", help="after each timed run, one more under torch.profiler: its Chrome "
-                    "trace (gzip) and how busy the GPU was in each stage (bench/gpu_idle.py)")
+                    "trace (gzip), how busy the GPU was in each stage, and what the host ran while it waited in the "
+                    "sample and VAE encode stages (bench/gpu_idle.py)")
     ap.add_argument("--smoke", action="store_true", help="narrow random models (CPU plumbing check)")
     ap.add_argument("--json")
     ap.add_argument("--memory-snapshot", metavar="DIR",

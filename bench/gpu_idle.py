@@ -3,13 +3,16 @@
 ``bench_pipeline.py --trace DIR`` records one extra, traced run of each case (after the timed one, so the
 profiler's cost stays out of the timings) with each stage marked ``stage:<name>``, and prints this summary. A stage
 whose GPU is idle most of its wall time while its kernels are short is bound by the host launching them (CUDA
-graphs help there); one that is busy is bound by the kernels. Standalone:
+graphs help there); one that is busy is bound by the kernels. ``idle_by_host_op`` then says what the host was
+doing while the GPU sat idle inside a stage: the outermost operator running on the stage's thread (a compiled
+region, an eager aten op, a synchronising copy), or none (Python between operators). Standalone:
 
-    python bench/gpu_idle.py trace.json
+    python bench/gpu_idle.py trace.json [STAGE ...]
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 from collections import defaultdict
@@ -63,6 +66,67 @@ def summarize(trace: dict) -> dict:
     return out
 
 
+HOST_CATEGORIES = ("cpu_op", "user_annotation", "cuda_runtime", "cuda_driver")
+
+
+def _complement(busy: list[tuple[float, float]], start: float, end: float) -> list[tuple[float, float]]:
+    """The parts of [start, end) that no busy interval covers (``busy`` merged and sorted)."""
+    gaps, at = [], start
+    for a, b in busy:
+        if b <= at:
+            continue
+        if a >= end:
+            break
+        if a > at:
+            gaps.append((at, a))
+        at = max(at, b)
+    if at < end:
+        gaps.append((at, end))
+    return gaps
+
+
+def idle_by_host_op(trace: dict, stage: str, top: int = 12) -> dict:
+    """GPU-idle ms inside ``stage``, split by the outermost host operator running then on the stage's thread.
+
+    ``(no operator)`` is idle time while no operator ran (Python, numpy, waiting on a queue)."""
+    events = trace.get("traceEvents", trace if isinstance(trace, list) else [])
+    busy = _union([(e["ts"], e["ts"] + e.get("dur", 0)) for e in events
+                   if e.get("cat") in DEVICE_CATEGORIES and "ts" in e])
+    marks = [e for e in events if e.get("cat") == "user_annotation" and e.get("name") == f"stage:{stage}"]
+    totals: dict[str, float] = defaultdict(float)
+    idle_total = 0.0
+    for mark in marks:
+        start, end, tid = mark["ts"], mark["ts"] + mark.get("dur", 0), mark.get("tid")
+        gaps = _complement(busy, start, end)
+        idle_total += sum(b - a for a, b in gaps)
+        ops = sorted((e["ts"], -e.get("dur", 0), e.get("name", "?")) for e in events
+                     if e.get("cat") in HOST_CATEGORIES and e.get("tid") == tid and e is not mark
+                     and not str(e.get("name", "")).startswith("stage:") and start <= e.get("ts", -1) < end)
+        outer, reach = [], start
+        for ts, neg_dur, name in ops:  # sorted by start, longest first: an op starting past ``reach`` is outermost
+            if ts >= reach:
+                outer.append((ts, ts - neg_dur, name))
+                reach = ts - neg_dur
+        g = 0
+        for a, b, name in outer:  # both lists sorted and disjoint: one pass
+            while g < len(gaps) and gaps[g][1] <= a:
+                g += 1
+            k = g
+            while k < len(gaps) and gaps[k][0] < b:
+                totals[name] += min(b, gaps[k][1]) - max(a, gaps[k][0])
+                k += 1
+    covered = sum(totals.values())
+    totals["(no operator)"] += idle_total - covered
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+    return {"idle_ms": round(idle_total / 1e3, 3), "by_op_ms": {name: round(us / 1e3, 3) for name, us in ranked}}
+
+
+def print_idle(stage: str, idle: dict) -> None:
+    print(f"GPU idle in {stage}: {idle['idle_ms']:.1f} ms, by the host's outermost operator then:")
+    for name, ms in idle["by_op_ms"].items():
+        print(f"  {ms:9.1f} ms  {name[:100]}")
+
+
 def print_summary(summary: dict) -> None:
     print(f"{'stage':14s} {'wall ms':>9s} {'GPU busy ms':>11s} {'busy %':>7s} {'kernels':>8s} {'mean us':>8s}")
     for name, row in summary.items():
@@ -71,5 +135,9 @@ def print_summary(summary: dict) -> None:
 
 
 if __name__ == "__main__":
-    with open(sys.argv[1]) as f:
-        print_summary(summarize(json.load(f)))
+    opener = gzip.open if sys.argv[1].endswith(".gz") else open
+    with opener(sys.argv[1], "rt") as f:
+        loaded = json.load(f)
+    print_summary(summarize(loaded))
+    for name in sys.argv[2:]:
+        print_idle(name, idle_by_host_op(loaded, name))
