@@ -167,6 +167,8 @@ def main() -> None:
     ap.add_argument("--trace", metavar="DIR", help="after each timed run, one more under torch.profiler: its Chrome "
                     "trace (gzip), how busy the GPU was in each stage, and what the host ran while it waited in the "
                     "sample and VAE encode stages (bench/gpu_idle.py)")
+    ap.add_argument("--encode-threads", type=int, default=0,
+                    help="x264 frame threads (0: the writer's own choice, at most 8; x264's own is 1.5 per core)")
     ap.add_argument("--smoke", action="store_true", help="narrow random models (CPU plumbing check)")
     ap.add_argument("--json")
     ap.add_argument("--memory-snapshot", metavar="DIR",
@@ -192,6 +194,8 @@ def main() -> None:
                 case["fp8"] = args.fp8
             if args.compile_mode:
                 case["compile_mode"] = args.compile_mode
+            if args.encode_threads:
+                case["encode_threads"] = args.encode_threads
             rec = Recorder()
             impl = Impl(case, rec, work)
             impl.run(warm_v, warm_a, os.path.join(work, "warm_out.mp4"), landmarks)

@@ -49,6 +49,7 @@ class RunOptions:
     window_frames: int = NUM_FRAMES_PER_CHUNK  # frames decoded/generated/encoded per step; whole chunks
     crf: int = 18
     preset: str = "medium"  # x264 speed/size trade-off (ultrafast ... veryslow); quality is set by crf
+    encode_threads: int = 0  # x264 frame threads; 0: the writer's choice (1.5 per core, at most 8: host memory)
     compile: bool = False  # torch.compile the U-Net and a DiffusersVAE (first use of a shape compiles for 1-2 min)
     still_fps: float = UPSTREAM_FPS
     overwrite: bool = False
@@ -538,7 +539,7 @@ def lipsync_file(
     queued: deque = deque()
     in_flight: deque = deque()  # sharded: windows handed to the workers, gathered in order (the next ones queued)
     with _ExitTimed(VideoWriter(output_path, fps, audio=(waveform, sample_rate), crf=options.crf, preset=options.preset,
-                                overwrite=options.overwrite, timestamps=timestamps,
+                                threads=options.encode_threads, overwrite=options.overwrite, timestamps=timestamps,
                                 metadata=dict(options.metadata) or None), stage, "write_close") as writer, \
             ThreadPoolExecutor(1, thread_name_prefix="latentsync-decode") as reader, \
             ThreadPoolExecutor(1, thread_name_prefix="latentsync-encode") as encoder, \

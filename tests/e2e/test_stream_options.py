@@ -5,6 +5,7 @@ through, and the stages a profiling timer sees; on the real demo clip with the t
 from __future__ import annotations
 
 import contextlib
+import re
 
 import av
 import numpy as np
@@ -81,3 +82,17 @@ def test_timer_sees_every_stage_and_the_writers_close_last(loaded, clip, tmp_pat
     assert {"audio", "align", "vae_encode", "sample", "vae_decode", "composite", "encode_wait"} <= set(names)
     assert names.count("write_close") == 1 and names[-1] == "write_close"
     assert seen[-2:] == [("write_close", "enter", False), ("write_close", "exit", True)]
+
+
+def test_encode_threads_reach_x264(loaded, clip, tmp_path):
+    """RunOptions.encode_threads is x264's frame-thread count (x264 writes its settings into the stream)."""
+    for threads in (5, 0):  # 5: a count the writer's own choice (1, 3, 4, 6, 7 or 8 threads) never gives
+        out = tmp_path / f"threads_{threads}.mp4"
+        run(loaded, clip, out, encode_threads=threads)
+        settings = re.search(rb"x264 - core .*? options: ([^\x00]*)", out.read_bytes()).group(1).decode()
+        assert "sliced_threads=0" in settings
+        found = int(re.search(r"(?:^| )threads=(\d+)", settings).group(1))
+        if threads:
+            assert found == threads, settings
+        else:
+            assert 1 <= found <= 8, settings
