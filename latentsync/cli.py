@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_cli_argument(r, "batch_chunks", default=0)  # 0 = auto (the command picks 1 or 2; the result is the same)
     add_devices_argument(r)
     add_cli_argument(r, "crf")
+    add_cli_argument(r, "encode_threads")
     r.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
                    help="x264 preset: ultrafast ... veryslow (default %(default)s)")
     add_cli_argument(r, "fps")

@@ -39,6 +39,7 @@ def check_numbers(args: argparse.Namespace) -> None:
         args.steps = check_number(args.steps, "steps", "--steps")
         args.guidance = check_number(args.guidance, "guidance", "--guidance")
         args.crf = check_number(args.crf, "crf", "--crf")
+        args.encode_threads = check_number(args.encode_threads, "encode_threads", "--encode-threads")
         args.fps = check_number(args.fps, "fps", "--fps")
         if args.seed != -1:
             args.seed = check_number(args.seed, "seed", "--seed (or -1 for a random seed)")

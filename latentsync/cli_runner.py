@@ -105,6 +105,7 @@ class JobRunner:
                 "keep_silent_mouth": a.keep_silent_mouth, "detector": detector, "face_index": a.face_index,
                 "crf": a.crf, "x264_preset": a.preset, "still_fps": a.fps, "device": self.device.type,
                 "dtype": str(self.dtype), **({"fix_offset": True} if getattr(a, "fix_offset", False) else {}),
+                **({"encode_threads": a.encode_threads} if getattr(a, "encode_threads", 0) else {}),
                 **({"min_sync": a.min_sync, "sync_retries": a.sync_retries}
                    if getattr(a, "min_sync", None) is not None else {})}
 
@@ -248,6 +249,7 @@ def run_options(args: argparse.Namespace, models: Any, device: Any) -> Any:
                                posterior="mean" if args.posterior_mean else "sample", batch_chunks=batch_chunks),
         length_policy=args.length_policy, detector=args.detector, face_index=face_index,
         keep_silent_mouth=args.keep_silent_mouth, crf=args.crf, preset=args.preset, still_fps=args.fps,
+        encode_threads=args.encode_threads,
         overwrite=args.overwrite, models_dirs=[args.models_dir or default_models_dir()], compile=args.compile,
         require_face=args.require_face, min_sync=getattr(args, "min_sync", None),
         sync_retries=getattr(args, "sync_retries", None) or 0,

@@ -43,6 +43,7 @@ SPECS: dict[str, NumberSpec] = {spec.name: spec for spec in (
     NumberSpec("fps", 0.01, 240.0, False, "the video's frame rate, e.g. 25 or 29.97"),
     NumberSpec("crf", 0, 51, True, "lower is better; 18 is visually lossless"),
     NumberSpec("batch_chunks", 1, 16, True, "1 uses the least memory"),
+    NumberSpec("encode_threads", 0, 64, True, "0 lets the writer choose: 1.5 per core, at most 8"),
     NumberSpec("face_index", 0, 64, True, "0 is the leftmost face"),
     NumberSpec("frame_offset", 0, 10_000_000, True, "0 for a whole video"),
     NumberSpec("min_sync", 0.0, 100.0, False,

@@ -134,6 +134,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            field="crf"),
     Option("fps", float, UPSTREAM_FPS, "Frame rate for still-image inputs.", spec="fps", flag="--fps",
            field="still_fps", step=0.001),
+    Option("encode_threads", int, 0, "x264 frame threads for the output video: more encode faster on a many-core "
+           "host, each holding frames in host memory (about 20 MB apiece at 1080x1920); 0 lets the writer choose "
+           "(1.5 per core, at most 8).", spec="encode_threads", flag="--encode-threads", field="encode_threads"),
     Option("require_face", bool, False, "Fail (and write nothing) when no frame has a usable face; otherwise such "
            "a video is passed through unchanged and reported.", flag="--require-face", field="require_face"),
     Option("frame_offset", int, 0, "Index of this batch's first frame in the whole video, for meta-batching "

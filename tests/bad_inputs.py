@@ -349,6 +349,7 @@ CASES: list[Case] = [
     Case("steps_1e9", option_case("--steps", "1e9"), EXIT_USAGE, ("--steps", "1 to 200")),
     Case("steps_2_5", option_case("--steps", "2.5"), EXIT_USAGE, ("--steps", "whole number")),
     Case("crf_99", option_case("--crf", "99"), EXIT_USAGE, ("--crf", "0 to 51")),
+    Case("encode_threads_minus_1", option_case("--encode-threads", "-1"), EXIT_USAGE, ("--encode-threads", "0 to 64")),
     Case("batch_chunks_nan", option_case("--batch-chunks", "nan"), EXIT_USAGE, ("--batch-chunks",)),
     Case("face_index_minus_3", option_case("--face-index", "-3"), EXIT_USAGE, ("--face-index", "largest")),
     # devices
