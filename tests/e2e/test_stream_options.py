@@ -1,6 +1,6 @@
 """The streaming runner's graph options: alignment smoothing on/off (one function, stages.face_matrices, for the
 runner and Face Align Crop) and the mp4 metadata tags the Video File node passes ComfyUI's prompt and workflow
-through, and the stages a profiling timer sees; on the real demo clip with the tiny models."""
+through, the stages a profiling timer sees and x264's thread count; on the real demo clip with the tiny models."""
 
 from __future__ import annotations
 
