@@ -18,6 +18,17 @@ import sys
 from collections import defaultdict
 
 DEVICE_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
+HOST_CATEGORIES = ("cpu_op", "user_annotation", "cuda_runtime", "cuda_driver")
+
+
+def _events(trace: dict | list) -> list[dict]:
+    return trace.get("traceEvents", []) if isinstance(trace, dict) else trace
+
+
+def _device_busy(events: list[dict]) -> list[tuple[float, float]]:
+    """When the GPU worked (any stream), as merged, sorted intervals."""
+    return _union([(e["ts"], e["ts"] + e.get("dur", 0)) for e in events
+                   if e.get("cat") in DEVICE_CATEGORIES and "ts" in e])
 
 
 def _union(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -36,10 +47,9 @@ def _overlap(busy: list[tuple[float, float]], start: float, end: float) -> float
 
 def summarize(trace: dict) -> dict:
     """Per stage: wall ms, GPU-busy ms (device work of any stream, merged), kernels started and their mean length."""
-    events = trace.get("traceEvents", trace if isinstance(trace, list) else [])
-    device = [(e["ts"], e["ts"] + e.get("dur", 0)) for e in events if e.get("cat") in DEVICE_CATEGORIES and "ts" in e]
+    events = _events(trace)
     kernels = sorted((e["ts"], e.get("dur", 0)) for e in events if e.get("cat") == "kernel" and "ts" in e)
-    busy = _union(device)
+    busy = _device_busy(events)
     stages: dict[str, dict] = defaultdict(lambda: {"wall_ms": 0.0, "busy_ms": 0.0, "kernels": 0, "kernel_us": 0.0})
     for e in events:
         name = e.get("name", "")
@@ -66,9 +76,6 @@ def summarize(trace: dict) -> dict:
     return out
 
 
-HOST_CATEGORIES = ("cpu_op", "user_annotation", "cuda_runtime", "cuda_driver")
-
-
 def _complement(busy: list[tuple[float, float]], start: float, end: float) -> list[tuple[float, float]]:
     """The parts of [start, end) that no busy interval covers (``busy`` merged and sorted)."""
     gaps, at = [], start
@@ -89,19 +96,19 @@ def idle_by_host_op(trace: dict, stage: str, top: int = 12) -> dict:
     """GPU-idle ms inside ``stage``, split by the outermost host operator running then on the stage's thread.
 
     ``(no operator)`` is idle time while no operator ran (Python, numpy, waiting on a queue)."""
-    events = trace.get("traceEvents", trace if isinstance(trace, list) else [])
-    busy = _union([(e["ts"], e["ts"] + e.get("dur", 0)) for e in events
-                   if e.get("cat") in DEVICE_CATEGORIES and "ts" in e])
+    events = _events(trace)
+    busy = _device_busy(events)
     marks = [e for e in events if e.get("cat") == "user_annotation" and e.get("name") == f"stage:{stage}"]
+    host = [e for e in events if e.get("cat") in HOST_CATEGORIES and "ts" in e
+            and not str(e.get("name", "")).startswith("stage:")]
     totals: dict[str, float] = defaultdict(float)
     idle_total = 0.0
     for mark in marks:
         start, end, tid = mark["ts"], mark["ts"] + mark.get("dur", 0), mark.get("tid")
         gaps = _complement(busy, start, end)
         idle_total += sum(b - a for a, b in gaps)
-        ops = sorted((e["ts"], -e.get("dur", 0), e.get("name", "?")) for e in events
-                     if e.get("cat") in HOST_CATEGORIES and e.get("tid") == tid and e is not mark
-                     and not str(e.get("name", "")).startswith("stage:") and start <= e.get("ts", -1) < end)
+        ops = sorted((e["ts"], -e.get("dur", 0), e.get("name", "?")) for e in host
+                     if e.get("tid") == tid and start <= e["ts"] < end)
         outer, reach = [], start
         for ts, neg_dur, name in ops:  # sorted by start, longest first: an op starting past ``reach`` is outermost
             if ts >= reach:

@@ -105,7 +105,7 @@ class JobRunner:
                 "keep_silent_mouth": a.keep_silent_mouth, "detector": detector, "face_index": a.face_index,
                 "crf": a.crf, "x264_preset": a.preset, "still_fps": a.fps, "device": self.device.type,
                 "dtype": str(self.dtype), **({"fix_offset": True} if getattr(a, "fix_offset", False) else {}),
-                **({"encode_threads": a.encode_threads} if getattr(a, "encode_threads", 0) else {}),
+                **({"encode_threads": a.encode_threads} if a.encode_threads else {}),
                 **({"min_sync": a.min_sync, "sync_retries": a.sync_retries}
                    if getattr(a, "min_sync", None) is not None else {})}
 

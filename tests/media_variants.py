@@ -8,6 +8,7 @@ matching writer bug.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -58,6 +59,11 @@ def decode_audio(path: Path) -> tuple[np.ndarray, int]:
                 data = data.reshape(-1, frame.layout.nb_channels).T
             pieces.append(data.astype(np.float32) / (32768.0 if data.dtype == np.int16 else 1.0))
         return np.concatenate(pieces, axis=1), stream.rate
+
+
+def x264_settings(path: Path) -> str:
+    """The settings line x264 writes into its stream (an SEI message): ``... threads=8 ... sliced_threads=0 ...``."""
+    return re.search(rb"x264 - core .*? options: ([^\x00]*)", Path(path).read_bytes()).group(1).decode()
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:

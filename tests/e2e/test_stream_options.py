@@ -11,6 +11,7 @@ import av
 import numpy as np
 import torch
 from face_points import face_points
+from media_variants import x264_settings
 
 from latentsync.face import align
 from latentsync.pipeline import stages
@@ -89,7 +90,7 @@ def test_encode_threads_reach_x264(loaded, clip, tmp_path):
     for threads in (5, 0):  # 5: a count the writer's own choice (1, 3, 4, 6, 7 or 8 threads) never gives
         out = tmp_path / f"threads_{threads}.mp4"
         run(loaded, clip, out, encode_threads=threads)
-        settings = re.search(rb"x264 - core .*? options: ([^\x00]*)", out.read_bytes()).group(1).decode()
+        settings = x264_settings(out)
         assert "sliced_threads=0" in settings
         found = int(re.search(r"(?:^| )threads=(\d+)", settings).group(1))
         if threads:

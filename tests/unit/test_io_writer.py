@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from latentsync.io import MediaError, VideoWriter, probe_video, read_video, samples_for_frames
+from media_variants import x264_settings
 
 AAC_FRAME = 1024
 
@@ -213,7 +214,7 @@ def test_x264_threads_over_frames_unless_asked_for_slices(tmp_path, frame_thread
     path = tmp_path / "threads.mp4"
     with VideoWriter(path, 25, preset="ultrafast", threads=2, frame_threads=frame_threads) as writer:
         writer.write(clip(12, height=128, width=128))  # x264 gives slices of at least a few macroblock rows
-    settings = re.search(rb"x264 - core .*? options: ([^\x00]*)", path.read_bytes()).group(1).decode()  # x264's SEI
+    settings = x264_settings(path)
     assert f"sliced_threads={0 if frame_threads else 1}" in settings and "threads=2" in settings
     assert read_video(path).frames.shape[0] == 12
 
@@ -223,7 +224,7 @@ def test_frame_threads_are_capped_when_the_count_is_left_to_the_writer(tmp_path,
     path = tmp_path / "auto.mp4"
     with VideoWriter(path, 25, preset="ultrafast") as writer:
         writer.write(clip(12, height=256, width=256))
-    settings = re.search(rb"x264 - core .*? options: ([^\x00]*)", path.read_bytes()).group(1).decode()
+    settings = x264_settings(path)
     assert " threads=8 " in f" {settings} " and "sliced_threads=0" in settings  # x264's own choice would be 24
 
 
