@@ -162,6 +162,8 @@ def main() -> None:
                     help="the feed-forward's part size in projected values (1 << 62: one whole call, as before)")
     ap.add_argument("--compile-mode", choices=["reduce-overhead", "max-autotune"], default=None,
                     help="torch.compile's mode for the U-Net and the VAE (reduce-overhead: CUDA graphs)")
+    ap.add_argument("--replay-tail", action="store_true", help="compiled, replay the short last chunk's U-Net steps "
+                    "as CUDA graphs (CompiledUNet.replay_short_chunks; an experiment, off in the product)")
     ap.add_argument("--fp8", choices=["row", "tensor"], default=None,
                     help="the U-Net's transformer linears in FP8 with this scaling (latentsync.models.fp8)")
     ap.add_argument("--trace", metavar="DIR", help="after each timed run, one more under torch.profiler: its Chrome "
@@ -194,6 +196,8 @@ def main() -> None:
                 case["fp8"] = args.fp8
             if args.compile_mode:
                 case["compile_mode"] = args.compile_mode
+            if args.replay_tail:
+                case["replay_tail"] = True
             if args.encode_threads:
                 case["encode_threads"] = args.encode_threads
             rec = Recorder()

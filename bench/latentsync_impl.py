@@ -100,6 +100,8 @@ class Impl:
         if extra.get("compile_vae", True) is False:  # --compile covers the VAE; this keeps it eager (to compare)
             self.models.vae.fallback_reason = "kept eager (benchmark option compile_vae=false)"
         self.compile_s = self._warm_up(resolution) if self.options.compile else 0.0
+        if extra.get("replay_tail") and hasattr(self.models.unet, "replay_short_chunks"):  # an experiment
+            self.models.unet.replay_short_chunks = True  # the short last chunk's steps replayed as CUDA graphs
         self.report = None
 
     def _warm_up(self, resolution: int) -> float:

@@ -3,10 +3,11 @@
 Compiling fuses the norms, activations and layout copies between the GEMMs: on an H200 a full step runs about
 1.6x faster and a DeepCache step 2x (see bench/unet_speed.py). Each new input shape costs a compile (about 80 s
 for the full step), so only chunks of ``frames`` frames use the compiled graphs; other shapes (a video's short
-tail chunk) run eagerly. Where compiling is impossible (no Triton, as on many Windows installs; no C++ compiler
-on CPU) or fails, the model runs eagerly and :attr:`CompiledUNet.fallback_reason` says why. The compiled kernels
-are kept across processes (:mod:`.compile_cache`): a later process of the same setup compiles in about 20 s
-instead of about 2 minutes (H100, 256 px).
+tail chunk) run eagerly (or, as an experiment, replayed as CUDA graphs: :meth:`CompiledUNet.short_chunk_steps`).
+Where compiling is impossible (no Triton, as on many Windows installs; no C++ compiler on CPU) or fails, the model
+runs eagerly and :attr:`CompiledUNet.fallback_reason` says why. The compiled kernels are kept across processes
+(:mod:`.compile_cache`): a later process of the same setup compiles in about 20 s instead of about 2 minutes
+(H100, 256 px).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Optional
 import torch
 
 from .compile_cache import CompileArtifacts, default_cache_dir, kernels_kept, package_version, setup_key
+from .cuda_graphs import ShapeGraph
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ class CompiledUNet:
         self.fixed_batch = int(fixed_batch)
         self.mode = mode  # torch.compile's mode; CUDA_GRAPHS_MODE replays CUDA graphs (an experiment: bench only)
         self.fallback_reason: Optional[str] = None
+        # see short_chunk_steps; off until its bits, time and VRAM are measured alone on a GPU (docs/performance.md)
+        self.replay_short_chunks = False
         self.artifacts = artifacts
         if artifacts is not None:
             artifacts.load()
@@ -103,10 +107,57 @@ class CompiledUNet:
             deepcache.cached = captured
         return eps
 
+    def short_chunk_steps(self) -> "ShortChunkSteps | CompiledUNet":
+        """What runs a chunk group of another length than ``frames`` (a video's last chunk): this wrapper (the
+        eager U-Net) or, with :attr:`replay_short_chunks` on, the eager U-Net with each step kind replayed as a CUDA
+        graph after its first run (no compile, the same kernels). Keep it for one group only: it holds the graphs'
+        memory."""
+        if not self.replay_short_chunks or self.mode == CUDA_GRAPHS_MODE:
+            return self
+        return ShortChunkSteps(self.unet)
+
     def _keep(self, graph: str) -> None:
         """After each run of a graph; the kernels of its first run in this process are kept."""
         if self.artifacts is not None:
             self.artifacts.ran(graph)
+
+
+class ShortChunkSteps:
+    """The U-Net's eager steps for one group of equal short chunks, called like the U-Net; each step kind (full or
+    DeepCache, with or without audio) is a :class:`.cuda_graphs.ShapeGraph`: eager once, then replayed. A video's
+    last chunk of 2-15 frames runs 20 steps of a few thousand small kernels each, which the host launches slower
+    than the GPU runs them."""
+
+    def __init__(self, unet: torch.nn.Module):
+        self.unet = unet
+        self._graphs: dict[tuple, ShapeGraph] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.unet, name)
+
+    def _graph(self, key: tuple, fn) -> ShapeGraph:
+        if key not in self._graphs:  # the pool of the main chunks' activations is freed before a capture
+            self._graphs[key] = ShapeGraph(fn, name=f"the U-Net's {key[0]} step on a short chunk",
+                                           before_capture=torch.cuda.empty_cache)
+        return self._graphs[key]
+
+    def __call__(self, sample: torch.Tensor, timestep, encoder_hidden_states=None, *, deepcache=None) -> torch.Tensor:
+        unet = self.unet
+        unet._check_inputs(sample, encoder_hidden_states)
+        t = torch.as_tensor(timestep, device=sample.device)
+        audio = () if encoder_hidden_states is None else (encoder_hidden_states,)
+        if deepcache is not None and deepcache.cached is not None:
+            cached = unet._checked_cache(deepcache, sample)
+            step = self._graph(("cached", bool(audio)),
+                               lambda x, t, c, *a: unet.cached_step(x, t, a[0] if a else None, c))
+            return step(sample, t, cached, *audio)
+        capture = deepcache is not None
+        step = self._graph(("full", bool(audio), capture),
+                           lambda x, t, *a: unet.full_step(x, t, a[0] if a else None, capture=capture))
+        eps, captured = step(sample, t, *audio)
+        if deepcache is not None:
+            deepcache.cached = captured
+        return eps
 
 
 def artifacts_for(unet: torch.nn.Module, *, device: torch.device | str, frames: int, fixed_batch: int,

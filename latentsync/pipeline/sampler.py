@@ -295,6 +295,9 @@ class LipsyncSampler:
         n, f = len(masked), masked[0].shape[0]
         cfg = opts.guidance_scale > 1.0
         cond, audio_in, k = self._unet_batch(masked, ref, mask_latent, audio)
+        unet = self.unet
+        if f != opts.chunk_frames and hasattr(unet, "short_chunk_steps"):  # a compiled U-Net's uncompiled tail
+            unet = unet.short_chunk_steps()
         latents = self.noise.expand(k, -1, f, -1, -1)
         deepcache = None
         if opts.deepcache:
@@ -308,9 +311,9 @@ class LipsyncSampler:
             if deepcache is not None:
                 if j % opts.deepcache_interval == 0:
                     deepcache.cached = None
-                eps = self.unet(unet_in, t_in, audio_in, deepcache=deepcache)
+                eps = unet(unet_in, t_in, audio_in, deepcache=deepcache)
             else:
-                eps = self.unet(unet_in, t_in, audio_in)
+                eps = unet(unet_in, t_in, audio_in)
             if cfg:
                 uncond, cond_eps = eps.chunk(2)
                 eps = uncond + opts.guidance_scale * (cond_eps - uncond)

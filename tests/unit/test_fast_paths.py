@@ -40,10 +40,10 @@ def inputs(unet):
 
 
 @contextlib.contextmanager
-def compiled(unet, **kwargs):
+def compiled(unet, cls=CompiledUNet, **kwargs):
     """A CompiledUNet over ``unet``; afterwards the module's attention is back to SDPA for the plain references."""
     try:
-        yield CompiledUNet(unet, frames=CHUNK, **kwargs)
+        yield cls(unet, frames=CHUNK, **kwargs)
     finally:
         for m in unet.modules():
             if hasattr(m, "small_sequence_kernel"):
@@ -118,13 +118,19 @@ def test_compiled_wrapper_equals_eager_for_every_step_kind(unet, mode):
 
 def test_sampler_pads_groups_to_the_compiled_batch_and_not_the_eager_tail(unet, inputs):
     plain, _ = run(unet, inputs, deepcache=True)
-    eager_calls = []  # the U-Net module's own forward runs only for shapes without a graph
-    hook = unet.register_forward_pre_hook(lambda module, args: eager_calls.append(tuple(args[0].shape[:3])))
-    try:
-        with compiled(unet, fixed_batch=2, backend="eager") as wrapper:
-            got, _ = run(wrapper, inputs, deepcache=True, batch_chunks=2)  # 3 full chunks: 2 + (1 padded to 2)
-    finally:
-        hook.remove()
+    eager_calls = []  # the short chunk's steps, which run uncompiled (replayed as CUDA graphs on a GPU)
+
+    class Recording(CompiledUNet):
+        def short_chunk_steps(self):
+            steps = super().short_chunk_steps()
+
+            def record(sample, *args, **kwargs):
+                eager_calls.append(tuple(sample.shape[:3]))
+                return steps(sample, *args, **kwargs)
+            return record
+
+    with compiled(unet, cls=Recording, fixed_batch=2, backend="eager") as wrapper:
+        got, _ = run(wrapper, inputs, deepcache=True, batch_chunks=2)  # 3 full chunks: 2 + (1 padded to 2)
     assert_same(got, plain, 5e-5)
     # the 2-frame tail: CFG's 2 copies of its one chunk, not of a second, padded chunk (4 steps, DeepCache on)
     assert eager_calls == [(2, 13, 2)] * 4
