@@ -4,9 +4,12 @@ CPU fp32 golden data (final latents rel-L2 with DeepCache on/off, output frames 
     python tools/device_checks/check_pipeline_device.py --fixtures ../shared/fixtures/upstream [--device cuda] [--json out.json]
         [--compile] [--batch-chunks N]
 
-``--compile`` runs the U-Net through torch.compile (Inductor; on a CPU it needs a C++ compiler) and reports whether
-the compiled graphs ran or fell back; ``--batch-chunks`` puts several 16-frame chunks into one U-Net call. Each dtype
-is its own graph, hence its own compile: ask only for the dtypes you need (``--dtypes fp16``).
+``--compile`` runs the U-Net and the VAE through torch.compile (Inductor; on a CPU it needs a C++ compiler), as the
+pipeline does, reports whether the compiled graphs ran or fell back, and runs everything again with the short last
+chunk's steps replayed as CUDA graphs (an experiment) to show that replaying changes no bit
+(``replay_vs_plain_max_abs``);
+``--batch-chunks`` puts several 16-frame chunks into one U-Net call. Each dtype is its own graph, hence its own
+compile: ask only for the dtypes you need (``--dtypes fp16``).
 
 Needs torch, safetensors, diffusers (the tiny VAE is a diffusers AutoencoderKL) and this repository.
 """
@@ -32,7 +35,7 @@ from latentsync.audio.windows import frame_window_indices, frame_windows, upstre
 from latentsync.face import align, restore  # noqa: E402
 from latentsync.face.mask import mask_from_image  # noqa: E402
 from latentsync.models.unet import UNet3DConditionModel, load_unet_state_dict  # noqa: E402
-from latentsync.pipeline.compiled import CompiledUNet, maybe_compile  # noqa: E402
+from latentsync.pipeline.compiled import CompiledUNet, maybe_compile, maybe_compile_vae  # noqa: E402
 from latentsync.pipeline.length import plan_length  # noqa: E402
 from latentsync.pipeline.sampler import LipsyncSampler, SamplerOptions, decode_faces, encode_faces  # noqa: E402
 from latentsync.pipeline.vae import DiffusersVAE  # noqa: E402
@@ -81,24 +84,38 @@ def main() -> None:
                              fixed_batch=args.batch_chunks)
         vae_model = AutoencoderKL(**entry["stats"]["vae_config"])
         vae_model.load_state_dict(vae_state)
-        vae = DiffusersVAE(vae_model.to(device, dtype).eval())
+        vae = maybe_compile_vae(DiffusersVAE(vae_model.to(device, dtype).eval()), args.compile, device=device)
         for deepcache in (True, False):
             opts = SamplerOptions(steps=params["num_inference_steps"], guidance_scale=params["guidance_scale"],
                                   seed=params["seed"], deepcache=deepcache, noise_device="cpu",
                                   chunk_frames=params["num_frames"], batch_chunks=args.batch_chunks)
+
+            def generate(replay: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                """Final latents and decoded faces; ``replay``: compiled, the short last chunk's U-Net steps replayed
+                as CUDA graphs (CompiledUNet.replay_short_chunks, an experiment), else launched one by one."""
+                if isinstance(unet, CompiledUNet):
+                    unet.replay_short_chunks = replay
+                sampler = LipsyncSampler(unet, opts, latent_hw=(resolution // 8,) * 2, device=device, dtype=dtype)
+                encoded = encode_faces(vae, faces, mask.to(device))
+                with torch.no_grad():
+                    latents = sampler.sample(encoded, windows.to(device))
+                return latents, decode_faces(vae, latents, faces, mask.to(device))
+
             t0 = time.time()
-            sampler = LipsyncSampler(unet, opts, latent_hw=(resolution // 8,) * 2, device=device, dtype=dtype)
-            encoded = encode_faces(vae, faces, mask.to(device))
-            with torch.no_grad():
-                latents = sampler.sample(encoded, windows.to(device))
+            latents, pasted = generate(False)
             key = "deepcache_final_latents" if deepcache else "nodeepcache_final_latents"
             want = data[key][0].permute(1, 0, 2, 3).to(device)
             rel = float((latents.float() - want).norm() / want.norm())
             row = {"final_latents_rel_l2": rel, "seconds": time.time() - t0}
             if isinstance(unet, CompiledUNet):
                 row["compiled"] = unet.fallback_reason or "ran compiled"
+            if args.compile:
+                row["vae_compiled"] = vae.fallback_reason or ("ran compiled" if vae.compiled else "eager")
+                # the CUDA graphs replay the kernels that run without them: the results must be equal bit for bit
+                replayed_latents, replayed_pasted = generate(True)
+                row["replay_vs_plain_max_abs"] = max(float((latents - replayed_latents).abs().max()),
+                                                     float((pasted - replayed_pasted).abs().max()))
             if deepcache:
-                pasted = decode_faces(vae, latents, faces, mask.to(device))
                 out = restore.composite(frames, pasted.float(), mats, resolution)
                 diff = (out.cpu().int() - data["deepcache_output_frames"].int()).abs()
                 row.update(frames_max_abs=int(diff.max()), frames_frac_differing=float((diff > 0).float().mean()))
