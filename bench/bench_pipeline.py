@@ -164,6 +164,8 @@ def main() -> None:
                     help="torch.compile's mode for the U-Net and the VAE (reduce-overhead: CUDA graphs)")
     ap.add_argument("--replay-tail", action="store_true", help="compiled, replay the short last chunk's U-Net steps "
                     "as CUDA graphs (CompiledUNet.replay_short_chunks; an experiment, off in the product)")
+    ap.add_argument("--interleave-tail", action="store_true", help="the short last chunk's U-Net steps take turns "
+                    "with the last full group's (LipsyncSampler.interleave_tail; an experiment, off in the product)")
     ap.add_argument("--fp8", choices=["row", "tensor"], default=None,
                     help="the U-Net's transformer linears in FP8 with this scaling (latentsync.models.fp8)")
     ap.add_argument("--trace", metavar="DIR", help="after each timed run, one more under torch.profiler: its Chrome "
@@ -198,6 +200,8 @@ def main() -> None:
                 case["compile_mode"] = args.compile_mode
             if args.replay_tail:
                 case["replay_tail"] = True
+            if args.interleave_tail:
+                case["interleave_tail"] = True
             if args.encode_threads:
                 case["encode_threads"] = args.encode_threads
             rec = Recorder()

@@ -19,7 +19,7 @@ same in VAE units.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Generator, Optional
 
 import torch
 
@@ -106,6 +106,8 @@ class LipsyncSampler:
     the video: the earlier chunks' draws are taken and discarded, so the result equals those frames of the
     one-shot run.
     """
+
+    interleave_tail = False  # the tail chunk's steps between the last full group's (an experiment: bench only)
 
     def __init__(
         self,
@@ -237,11 +239,13 @@ class LipsyncSampler:
         full = [p for p in pending if p[1].shape[0] == opts.chunk_frames]
         groups = [full[i : i + opts.batch_chunks] for i in range(0, len(full), opts.batch_chunks)]
         groups += [[p] for p in pending if p[1].shape[0] != opts.chunk_frames]
-        for group in groups:
-            latents = self._denoise_group(
-                [p[1] for p in group], [p[2] for p in group], encoded.mask_latent,
-                None if audio_windows is None else [p[3] for p in group], done, total, callback,
-            )
+        steps = [self._group_steps([p[1] for p in group], [p[2] for p in group], encoded.mask_latent,
+                                   None if audio_windows is None else [p[3] for p in group]) for group in groups]
+        # The short tail's uncompiled steps are launch-bound: queued between the last full group's steps, the host
+        # launches them while the GPU still runs the full group's kernels.
+        tail_last = bool(groups) and groups[-1][0][1].shape[0] != opts.chunk_frames
+        for group, latents in zip(groups, self._run_groups(steps, self.interleave_tail and tail_last, done, total,
+                                                           callback)):
             done += len(group) * opts.steps
             for p, z in zip(group, latents):
                 out[p[0]] = z
@@ -280,17 +284,15 @@ class LipsyncSampler:
             cond = torch.cat([cond, cond])
         return cond, audio_in, k
 
-    def _denoise_group(
+    def _group_steps(
         self,
         masked: list[torch.Tensor],
         ref: list[torch.Tensor],
         mask_latent: torch.Tensor,
         audio: Optional[list[torch.Tensor]],
-        done: int,
-        total: int,
-        callback: Optional[ProgressCallback],
-    ) -> list[torch.Tensor]:
-        """Denoise equal-length chunks together; returns each chunk's latents (f, 4, h, w)."""
+    ) -> Generator[int, None, list[torch.Tensor]]:
+        """Denoise equal-length chunks together, yielding the chunk-steps done after each step (for progress);
+        returns each chunk's latents (f, 4, h, w). A generator, so two groups' steps can take turns."""
         opts = self.options
         n, f = len(masked), masked[0].shape[0]
         cfg = opts.guidance_scale > 1.0
@@ -318,9 +320,27 @@ class LipsyncSampler:
                 uncond, cond_eps = eps.chunk(2)
                 eps = uncond + opts.guidance_scale * (cond_eps - uncond)
             latents = self.schedule.step(eps, t, latents)
-            if callback is not None:
-                callback(done + n * (j + 1), total)
+            yield n
         return [latents[i].permute(1, 0, 2, 3) for i in range(n)]
+
+    def _run_groups(self, steps: list[Generator[int, None, list[torch.Tensor]]], interleave_last: bool,
+                    done: int, total: int, callback: Optional[ProgressCallback]) -> list[list[torch.Tensor]]:
+        """Run each group's steps to the end, in order; with ``interleave_last`` the last two groups take turns step
+        by step (exact: the groups share nothing but the read-only noise). Returns each group's latents."""
+        results: list[Optional[list[torch.Tensor]]] = [None] * len(steps)
+        active = list(range(len(steps)))
+        while active:
+            turn = active[-2:] if interleave_last and len(active) <= 2 else active[:1]
+            for i in turn:
+                try:
+                    done += next(steps[i])
+                except StopIteration as finished:
+                    results[i] = finished.value
+                    active.remove(i)
+                    continue
+                if callback is not None:
+                    callback(done, total)
+        return results
 
     @torch.no_grad()
     def warm_up(self, audio_shape: Optional[tuple[int, int]]) -> None:

@@ -167,3 +167,23 @@ def test_compiled_kernels_are_kept_unless_turned_off(unet, monkeypatch, tmp_path
         assert maybe_compile(unet, True, device="cpu", frames=CHUNK).artifacts is None
     assert maybe_compile(unet, True, device="cpu", frames=CHUNK, keep_kernels=True,
                          cache_dir=tmp_path / "explicit").artifacts.directory == tmp_path / "explicit"
+
+
+@pytest.mark.parametrize("deepcache", [False, True])
+@pytest.mark.parametrize("batch_chunks", [1, 2])
+def test_the_tail_taking_turns_with_the_last_full_group_changes_nothing(unet, inputs, deepcache, batch_chunks,
+                                                                          monkeypatch):
+    plain, plain_progress = run(unet, inputs, deepcache=deepcache, batch_chunks=batch_chunks)
+    order = []  # the frame count of each U-Net call, to see the turns
+    hook = unet.register_forward_pre_hook(lambda module, args: order.append(args[0].shape[2]))
+    monkeypatch.setattr(LipsyncSampler, "interleave_tail", True)
+    try:
+        turns, progress = run(unet, inputs, deepcache=deepcache, batch_chunks=batch_chunks)
+    finally:
+        hook.remove()
+    assert torch.equal(turns, plain)  # the groups share nothing but the noise: bit for bit
+    assert progress == sorted(progress) and progress[-1] == plain_progress[-1]
+    steps = 4
+    full_calls = len(order) - steps  # the last full group's steps alternate with the 2-frame tail's
+    assert order[full_calls - steps:] == [CHUNK, 2] * steps
+    assert order[:full_calls - steps] == [CHUNK] * (full_calls - steps)
