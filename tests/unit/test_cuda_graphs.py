@@ -7,13 +7,11 @@ forward handles them); on a GPU the same tests check the replay itself, and that
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from latentsync.models.unet import DeepCacheState, UNet3DConditionModel, load_unet_state_dict
+from fixture_unet import fixture_unet
+from latentsync.models.unet import DeepCacheState
 from latentsync.pipeline.compiled import CompiledUNet, ShortChunkSteps
 from latentsync.pipeline.cuda_graphs import ShapeGraph
 
@@ -23,11 +21,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA grap
 
 @pytest.fixture(scope="module")
 def unet(fixtures_dir):
-    config = json.loads((fixtures_dir / "unet_tiny_config.json").read_text())
-    model = UNet3DConditionModel(config)
-    state = {k: v.float() for k, v in load_file(str(fixtures_dir / "unet_tiny_weights.safetensors")).items()}
-    load_unet_state_dict(model, state, source="unet_tiny_weights.safetensors")
-    return model.eval().requires_grad_(False)
+    return fixture_unet(fixtures_dir)
 
 
 def step_inputs(unet, device, frames=2, steps=7):

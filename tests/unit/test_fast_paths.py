@@ -4,15 +4,14 @@ explicit-score temporal attention. Tiny U-Net from the fixture set, float32 on t
 from __future__ import annotations
 
 import contextlib
-import json
 
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
+from fixture_unet import fixture_unet
 from latentsync.models.attention import small_sequence_attention
-from latentsync.models.unet import DeepCacheState, UNet3DConditionModel, load_unet_state_dict
+from latentsync.models.unet import DeepCacheState
 from latentsync.pipeline.compiled import CompiledUNet, compile_unavailable_reason, maybe_compile
 from latentsync.pipeline.sampler import EncodedFaces, LipsyncSampler, SamplerOptions
 
@@ -23,11 +22,7 @@ HW = (8, 8)
 
 @pytest.fixture(scope="module")
 def unet(fixtures_dir):
-    config = json.loads((fixtures_dir / "unet_tiny_config.json").read_text())
-    model = UNet3DConditionModel(config)
-    state = {k: v.float() for k, v in load_file(str(fixtures_dir / "unet_tiny_weights.safetensors")).items()}
-    load_unet_state_dict(model, state, source="unet_tiny_weights.safetensors")
-    return model.eval().requires_grad_(False)
+    return fixture_unet(fixtures_dir)
 
 
 @pytest.fixture(scope="module")

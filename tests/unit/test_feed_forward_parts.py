@@ -3,15 +3,12 @@ the whole's result: per layer, and through the tiny U-Net of the fixture set wit
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
+from fixture_unet import fixture_unet
 from latentsync.models.attention import FeedForward
-from latentsync.models.unet import UNet3DConditionModel, load_unet_state_dict
 
 
 def rel_l2(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -41,11 +38,8 @@ def test_parts_follow_the_budget_and_equal_the_whole(monkeypatch):
 def test_unet_with_every_feed_forward_in_parts_is_unchanged(fixtures_dir, monkeypatch, deepcache):
     from latentsync.models.unet import DeepCacheState
 
-    config = json.loads((fixtures_dir / "unet_tiny_config.json").read_text())
-    unet = UNet3DConditionModel(config)
-    state = {k: v.float() for k, v in load_file(str(fixtures_dir / "unet_tiny_weights.safetensors")).items()}
-    load_unet_state_dict(unet, state, source="unet_tiny_weights.safetensors")
-    unet.eval().requires_grad_(False)
+    unet = fixture_unet(fixtures_dir)
+    config = unet.config
     g = torch.Generator().manual_seed(4)
     sample = torch.randn(2, config["in_channels"], 4, 8, 8, generator=g)
     audio = torch.randn(2, 4, 5, config["cross_attention_dim"], generator=g)
