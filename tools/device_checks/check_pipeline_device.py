@@ -5,9 +5,9 @@ CPU fp32 golden data (final latents rel-L2 with DeepCache on/off, output frames 
         [--compile] [--batch-chunks N]
 
 ``--compile`` runs the U-Net and the VAE through torch.compile (Inductor; on a CPU it needs a C++ compiler), as the
-pipeline does, reports whether the compiled graphs ran or fell back, and runs everything again with the short last
-chunk's steps replayed as CUDA graphs (an experiment) to show that replaying changes no bit
-(``replay_vs_plain_max_abs``);
+pipeline does, and reports whether the compiled graphs ran or fell back. It then runs everything again twice, for
+the two experiments with the short last chunk: its steps replayed as CUDA graphs, and its steps taking turns with
+the full chunk's. Both should change no bit (``replay_vs_plain_max_abs``, ``interleave_vs_plain_max_abs``).
 ``--batch-chunks`` puts several 16-frame chunks into one U-Net call. Each dtype is its own graph, hence its own
 compile: ask only for the dtypes you need (``--dtypes fp16``).
 
@@ -90,11 +90,13 @@ def main() -> None:
                                   seed=params["seed"], deepcache=deepcache, noise_device="cpu",
                                   chunk_frames=params["num_frames"], batch_chunks=args.batch_chunks)
 
-            def generate(replay: bool) -> tuple[torch.Tensor, torch.Tensor]:
-                """Final latents and decoded faces; ``replay``: compiled, the short last chunk's U-Net steps replayed
-                as CUDA graphs (CompiledUNet.replay_short_chunks, an experiment), else launched one by one."""
+            def generate(replay: bool = False, interleave: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                """Final latents and decoded faces. The short last chunk's experiments: ``replay``, its U-Net steps
+                replayed as CUDA graphs (CompiledUNet.replay_short_chunks); ``interleave``, its steps taking turns
+                with the full chunk's (LipsyncSampler.interleave_tail)."""
                 if isinstance(unet, CompiledUNet):
                     unet.replay_short_chunks = replay
+                LipsyncSampler.interleave_tail = interleave
                 sampler = LipsyncSampler(unet, opts, latent_hw=(resolution // 8,) * 2, device=device, dtype=dtype)
                 encoded = encode_faces(vae, faces, mask.to(device))
                 with torch.no_grad():
@@ -102,7 +104,7 @@ def main() -> None:
                 return latents, decode_faces(vae, latents, faces, mask.to(device))
 
             t0 = time.time()
-            latents, pasted = generate(False)
+            latents, pasted = generate()
             key = "deepcache_final_latents" if deepcache else "nodeepcache_final_latents"
             want = data[key][0].permute(1, 0, 2, 3).to(device)
             rel = float((latents.float() - want).norm() / want.norm())
@@ -111,10 +113,12 @@ def main() -> None:
                 row["compiled"] = unet.fallback_reason or "ran compiled"
             if args.compile:
                 row["vae_compiled"] = vae.fallback_reason or ("ran compiled" if vae.compiled else "eager")
-                # the CUDA graphs replay the kernels that run without them: the results must be equal bit for bit
-                replayed_latents, replayed_pasted = generate(True)
-                row["replay_vs_plain_max_abs"] = max(float((latents - replayed_latents).abs().max()),
-                                                     float((pasted - replayed_pasted).abs().max()))
+                # both run the kernels that run without them, in the same order per chunk: equal bit for bit
+                for experiment in ("replay", "interleave"):
+                    other_latents, other_pasted = generate(**{experiment: True})
+                    row[f"{experiment}_vs_plain_max_abs"] = max(float((latents - other_latents).abs().max()),
+                                                                float((pasted - other_pasted).abs().max()))
+                LipsyncSampler.interleave_tail = False
             if deepcache:
                 out = restore.composite(frames, pasted.float(), mats, resolution)
                 diff = (out.cpu().int() - data["deepcache_output_frames"].int()).abs()
