@@ -28,7 +28,7 @@ from ..configs import NUM_FRAMES_PER_CHUNK, UPSTREAM_FPS
 from .face_report import NoFaceError, no_face_message
 from . import stages
 from .oom import MemoryPlan, free_cached_memory, run_shrinking
-from .sampler import SamplerOptions
+from .sampler import LipsyncSampler, SamplerOptions
 
 log = logging.getLogger(__name__)
 
@@ -489,6 +489,8 @@ def lipsync_file(
     chunk = sampler_options.chunk_frames
     window = max(chunk * sampler_options.batch_chunks, options.window_frames // chunk * chunk)  # whole chunks
     spans = [(a, min(a + window, n_out)) for a in range(0, n_out, window)]
+    if LipsyncSampler.interleave_tail and shards is None and len(spans) > 1 and spans[-1][1] - spans[-1][0] < chunk:
+        spans[-2:] = [(spans[-2][0], spans[-1][1])]  # a lone tail joins the last full chunks, to take turns with them
     gated_segments: list = []
     if gated:  # the gate's segments are the windows: each is generated, scored, redone or passed through whole
         from .gate_runner import gate_segments

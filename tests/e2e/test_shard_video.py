@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from face_points import face_points
+from pipeline_capture import written_frames
 
 from latentsync.io import video as vio
 from latentsync.pipeline.runner import RunOptions, lipsync_file
@@ -45,21 +46,6 @@ def jittered_points() -> np.ndarray:
     gen = torch.Generator().manual_seed(1)
     base = face_points((128.0, 120.0), 90.0)
     return np.stack([(base + torch.randn(3, 2, generator=gen) * 2.0).numpy() for _ in range(FRAMES)])
-
-
-def written_frames(monkeypatch, run) -> np.ndarray:
-    """The uint8 frames the run hands to the video writer (before H.264), in order."""
-    frames: list[np.ndarray] = []
-    original = vio.VideoWriter.write
-
-    def keep(self, batch, *args, **kwargs):
-        frames.append(np.array(batch))
-        return original(self, batch, *args, **kwargs)
-
-    monkeypatch.setattr(vio.VideoWriter, "write", keep)
-    report = run()
-    monkeypatch.setattr(vio.VideoWriter, "write", original)
-    return report, np.concatenate(frames)
 
 
 def run_video(loaded, clip, out, shards=None, seed=11, batch_chunks=1):
