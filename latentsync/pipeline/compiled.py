@@ -21,7 +21,7 @@ from typing import Any, Optional
 import torch
 
 from .compile_cache import CompileArtifacts, default_cache_dir, kernels_kept, package_version, setup_key
-from .cuda_graphs import ShapeGraph
+from .cuda_graphs import ShapeGraph, clone_outputs
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,7 @@ def call_graph(graph: Any, mode: Optional[str], *args: Any, **kwargs: Any) -> An
     if mode != CUDA_GRAPHS_MODE:
         return graph(*args, **kwargs)
     torch.compiler.cudagraph_mark_step_begin()
-    out = graph(*args, **kwargs)
-    return torch.utils._pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
+    return clone_outputs(graph(*args, **kwargs))
 
 
 def compile_unavailable_reason(device: torch.device | str) -> Optional[str]:
@@ -131,9 +130,6 @@ class ShortChunkSteps:
     def __init__(self, unet: torch.nn.Module):
         self.unet = unet
         self._graphs: dict[tuple, ShapeGraph] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.unet, name)
 
     def _graph(self, key: tuple, fn) -> ShapeGraph:
         if key not in self._graphs:  # the pool of the main chunks' activations is freed before a capture

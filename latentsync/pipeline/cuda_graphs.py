@@ -19,7 +19,9 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def _clone(out: Any) -> Any:
+def clone_outputs(out: Any) -> Any:
+    """``out`` (a tensor, or tuples and lists of them) with every tensor copied: a graph's next replay overwrites its
+    own outputs in place."""
     return torch.utils._pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
 
 
@@ -64,7 +66,7 @@ class ShapeGraph:
             static.copy_(given)
         self._graph.replay()
         self.replays += 1
-        return _clone(self._outputs)
+        return clone_outputs(self._outputs)
 
     def reset(self) -> None:
         """Drop the graph (its memory goes back to PyTorch's allocator) and the warm-up mark."""

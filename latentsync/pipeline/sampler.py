@@ -237,14 +237,13 @@ class LipsyncSampler:
             done += skipped * opts.steps
             callback(done, total)
         full = [p for p in pending if p[1].shape[0] == opts.chunk_frames]
-        groups = [full[i : i + opts.batch_chunks] for i in range(0, len(full), opts.batch_chunks)]
-        groups += [[p] for p in pending if p[1].shape[0] != opts.chunk_frames]
+        short = [[p] for p in pending if p[1].shape[0] != opts.chunk_frames]  # the video's last chunk, if short
+        groups = [full[i : i + opts.batch_chunks] for i in range(0, len(full), opts.batch_chunks)] + short
         steps = [self._group_steps([p[1] for p in group], [p[2] for p in group], encoded.mask_latent,
                                    None if audio_windows is None else [p[3] for p in group]) for group in groups]
         # The short tail's uncompiled steps are launch-bound: queued between the last full group's steps, the host
         # launches them while the GPU still runs the full group's kernels.
-        tail_last = bool(groups) and groups[-1][0][1].shape[0] != opts.chunk_frames
-        for group, latents in zip(groups, self._run_groups(steps, self.interleave_tail and tail_last, done, total,
+        for group, latents in zip(groups, self._run_groups(steps, self.interleave_tail and bool(short), done, total,
                                                            callback)):
             done += len(group) * opts.steps
             for p, z in zip(group, latents):
