@@ -163,12 +163,29 @@ class FrameSource:
         """Frames at ``indices`` (any order, repeats allowed) as uint8 (n, H, W, 3)."""
         if self.is_image:
             return np.broadcast_to(self._still, (len(indices), *self._still.shape)).copy()
+        whole = self._whole_block(indices)
+        if whole is not None:
+            return whole
         out = np.empty((len(indices), *self.size, 3), np.uint8)
         for i, idx in enumerate(indices.tolist()):
             if not (self._start <= idx < self._start + (0 if self._frames is None else len(self._frames))):
                 self._load_block(idx)
             out[i] = self._frames[idx - self._start]
         return out
+
+    def _whole_block(self, indices: np.ndarray) -> Optional[np.ndarray]:
+        """The decoded block itself when ``indices`` are exactly one block in order (the usual window), handed over
+        rather than copied: a 1080x1920 window holds 200 MB, and the decoder fills a new array for the next block.
+        The block is forgotten here, so nothing the caller does to it reaches a later request."""
+        n = len(indices)
+        if n == 0 or indices[0] % self.block or not np.array_equal(indices, np.arange(indices[0], indices[0] + n)):
+            return None
+        if self._start != indices[0] or self._frames is None:
+            self._load_block(int(indices[0]))
+        if len(self._frames) != n:
+            return None
+        block, self._frames, self._start = self._frames, None, -1
+        return block
 
     @property
     def is_vfr(self) -> bool:

@@ -29,3 +29,37 @@ def test_forward_sweep_decodes_each_block_once(clip, monkeypatch):
     for a in range(0, n, 5):
         source.get(np.arange(a, min(a + 5, n)))
     assert opened == [0], opened  # one decoder for the whole sweep
+
+
+def test_whole_blocks_are_handed_over_not_copied(clip):
+    """A window that is exactly one block gets the decoder's array: while it is taken, the traced peak holds one
+    window's frames (the block being decoded), not a second copy."""
+    import tracemalloc
+
+    video = str(clip[0])
+    want = read_video(video).frames.numpy()
+    source = FrameSource(video, block=4)
+    window_bytes = want[:4].nbytes
+    taken = []
+    tracemalloc.start()
+    try:
+        for a in range(0, 8, 4):
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            taken.append(source.get(np.arange(a, a + 4)))
+            peak = tracemalloc.get_traced_memory()[1] - before
+            assert window_bytes <= peak < 1.5 * window_bytes, (peak, window_bytes)
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(np.concatenate(taken), want[:8])
+
+
+def test_a_taken_block_changed_by_its_caller_does_not_reach_later_requests(clip):
+    video = str(clip[0])
+    want = read_video(video).frames.numpy()
+    source = FrameSource(video, block=4)
+    first = source.get(np.arange(0, 4))
+    first[:] = 0  # the caller owns what it was given
+    assert np.array_equal(source.get(np.arange(4, 8)), want[4:8])
+    assert np.array_equal(source.get(np.array([1, 2, 3])), want[1:4])  # decoded again, not the zeroed array
+    assert np.array_equal(source.get(np.arange(0, 4)), want[0:4])
