@@ -166,6 +166,8 @@ def main() -> None:
                     "as CUDA graphs (CompiledUNet.replay_short_chunks; an experiment, off in the product)")
     ap.add_argument("--interleave-tail", action="store_true", help="the short last chunk's U-Net steps take turns "
                     "with the last full group's (LipsyncSampler.interleave_tail; an experiment, off in the product)")
+    ap.add_argument("--keep-cache", action="store_true", help="keep the allocator's cached blocks between the stages "
+                    "(RunOptions.release_cache=False): no emptying, no device-wide wait, a higher reserved peak")
     ap.add_argument("--fp8", choices=["row", "tensor"], default=None,
                     help="the U-Net's transformer linears in FP8 with this scaling (latentsync.models.fp8)")
     ap.add_argument("--trace", metavar="DIR", help="after each timed run, one more under torch.profiler: its Chrome "
@@ -202,6 +204,8 @@ def main() -> None:
                 case["replay_tail"] = True
             if args.interleave_tail:
                 case["interleave_tail"] = True
+            if args.keep_cache:
+                case["keep_cache"] = True
             if args.encode_threads:
                 case["encode_threads"] = args.encode_threads
             rec = Recorder()

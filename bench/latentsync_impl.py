@@ -88,7 +88,7 @@ class Impl:
                                    batch_chunks=batch_chunks),
             length_policy="pingpong", crf=int(extra.get("crf", 18)), preset=extra.get("preset", "medium"),
             overwrite=True, window_frames=int(extra.get("window_frames", 32)), compile=bool(extra.get("compile", True)),
-            encode_threads=int(extra.get("encode_threads", 0)),
+            encode_threads=int(extra.get("encode_threads", 0)), release_cache=not extra.get("keep_cache", False),
         )
         # to compare the feed-forward's parts with one whole call (e.g. 1 << 62); every case sets it
         FeedForward.max_hidden = int(extra.get("ff_max_hidden") or FF_MAX_HIDDEN)

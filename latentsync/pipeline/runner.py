@@ -56,6 +56,7 @@ class RunOptions:
     models_dirs: Sequence[str] = ()  # models roots/folders searched for the insightface files
     require_face: bool = False  # raise NoFaceError (before generating) when no frame has a usable face
     vae_batch: int = 16  # faces per VAE call (halved, like batch_chunks, when the device runs out of memory)
+    release_cache: bool = True  # give the allocator's cached blocks back after each VAE stage: a lower VRAM peak
     metadata: Mapping[str, str] = field(default_factory=dict)  # container tags of the mp4 (e.g. ComfyUI's workflow)
     min_sync: Optional[float] = None  # sync gate: None = off; else segments below this SyncNet confidence are redone
     sync_retries: int = 2  # sync gate: new seeds per segment before its original frames pass through
@@ -428,7 +429,7 @@ def lipsync_file(
     def settle() -> None:
         """Give the cached blocks of the stage just done back to the device, so that the VAE's, the U-Net's and the
         compositing's temporaries (each a different set of sizes) are not all held at once."""
-        if device.type == "cuda":
+        if device.type == "cuda" and options.release_cache:
             free_cached_memory(device)
 
     def align_window(a: int, b: int, source_frames: np.ndarray) -> tuple:
