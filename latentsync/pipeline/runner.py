@@ -119,7 +119,7 @@ class FrameSource:
     """Random access to the frames of a video (or one still image) with bounded memory.
 
     Frames are decoded in blocks; a block is kept while requests stay inside it, so forward and backward sweeps
-    (ping-pong loops) decode each block once per sweep.
+    (ping-pong loops) decode each block once per sweep. A request for exactly one block takes the block itself.
     """
 
     def __init__(self, path: str, *, block: int = 32, still_fps: float = UPSTREAM_FPS):
