@@ -39,6 +39,7 @@ class Recorder:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.annotate = False  # mark each stage in a profiler trace (--trace)
+        self.current = "between stages"  # the stage the main thread is in (RssByStage reads it)
 
     @contextlib.contextmanager
     def stage(self, name: str):
@@ -46,13 +47,46 @@ class Recorder:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         mark = torch.profiler.record_function(f"stage:{name}") if self.annotate else contextlib.nullcontext()
+        outer, self.current = self.current, name
         try:
             with mark:
                 yield
                 if torch.cuda.is_available():
                     torch.cuda.synchronize()
         finally:
+            self.current = outer
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+
+class RssByStage:
+    """The host's peak resident memory in each of the recorder's stages, sampled every 10 ms in a thread (--rss-by-
+    stage): where the run's host peak is, which VmHWM alone does not say."""
+
+    def __init__(self, rec: Recorder) -> None:
+        import threading
+
+        self.rec, self.peaks_mb = rec, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
+        while not self._stop.wait(0.01):
+            with open("/proc/self/statm") as f:
+                mb = int(f.read().split()[1]) * page_mb
+            stage = self.rec.current
+            self.peaks_mb[stage] = max(self.peaks_mb.get(stage, 0.0), mb)
+
+    def __enter__(self) -> "RssByStage":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def gib(self) -> dict[str, float]:
+        return {k: round(v / 1024, 3) for k, v in sorted(self.peaks_mb.items(), key=lambda kv: -kv[1])}
 
 
 class Landmarks:
@@ -166,6 +200,8 @@ def main() -> None:
                     "as CUDA graphs (CompiledUNet.replay_short_chunks; an experiment, off in the product)")
     ap.add_argument("--interleave-tail", action="store_true", help="the short last chunk's U-Net steps take turns "
                     "with the last full group's (LipsyncSampler.interleave_tail; an experiment, off in the product)")
+    ap.add_argument("--rss-by-stage", action="store_true", help="sample host RSS every 10 ms and report each "
+                    "stage's peak (host_rss_peak_by_stage_gib)")
     ap.add_argument("--keep-cache", action="store_true", help="keep the allocator's cached blocks between the stages "
                     "(RunOptions.release_cache=False): no emptying, no device-wide wait, a higher reserved peak")
     ap.add_argument("--fp8", choices=["row", "tensor"], default=None,
@@ -220,8 +256,10 @@ def main() -> None:
             snapshot = args.memory_snapshot and torch.cuda.is_available()
             if snapshot:
                 torch.cuda.memory._record_memory_history(stacks="python", max_entries=2_000_000)
+            rss_stages = RssByStage(rec) if args.rss_by_stage else contextlib.nullcontext()
             t0 = time.perf_counter()
-            out = impl.run(args.video, args.audio, os.path.join(work, f"out_{res}_{dc}.mp4"), landmarks)
+            with rss_stages:
+                out = impl.run(args.video, args.audio, os.path.join(work, f"out_{res}_{dc}.mp4"), landmarks)
             if snapshot:
                 os.makedirs(args.memory_snapshot, exist_ok=True)
                 torch.cuda.memory._dump_snapshot(os.path.join(args.memory_snapshot, f"memory_{res}_{dc}.pickle"))
@@ -235,6 +273,7 @@ def main() -> None:
                 "vram_peak_alloc_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0,
                 "vram_peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if torch.cuda.is_available() else 0.0,
                 "host_peak_rss_gib": vm_hwm_mb() / 1024,
+                **({"host_rss_peak_by_stage_gib": rss_stages.gib()} if args.rss_by_stage else {}),
                 "details": impl.details(),
             }
             flops = UNET_TFLOP_PER_FRAME.get((int(res), dc == "on"))
