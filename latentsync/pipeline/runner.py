@@ -185,7 +185,7 @@ class FrameSource:
             self._load_block(int(indices[0]))
         if len(self._frames) != n:
             return None
-        block, self._frames, self._start = self._frames, None, -1
+        block, self._frames = self._frames, None
         return block
 
     @property
