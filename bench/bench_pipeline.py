@@ -204,6 +204,8 @@ def main() -> None:
                     "stage's peak (host_rss_peak_by_stage_gib)")
     ap.add_argument("--keep-cache", action="store_true", help="keep the allocator's cached blocks between the stages "
                     "(RunOptions.release_cache=False): no emptying, no device-wide wait, a higher reserved peak")
+    ap.add_argument("--keep-host-heap", action="store_true", help="do not give the C heap's free pages back after each "
+                    "window (RunOptions.trim_host_heap=False): prices the trim against host RSS")
     ap.add_argument("--fp8", choices=["row", "tensor"], default=None,
                     help="the U-Net's transformer linears in FP8 with this scaling (latentsync.models.fp8)")
     ap.add_argument("--trace", metavar="DIR", help="after each timed run, one more under torch.profiler: its Chrome "
@@ -242,6 +244,8 @@ def main() -> None:
                 case["interleave_tail"] = True
             if args.keep_cache:
                 case["keep_cache"] = True
+            if args.keep_host_heap:
+                case["keep_host_heap"] = True
             if args.encode_threads:
                 case["encode_threads"] = args.encode_threads
             rec = Recorder()

@@ -27,6 +27,7 @@ import torch
 from ..configs import NUM_FRAMES_PER_CHUNK, UPSTREAM_FPS
 from .face_report import NoFaceError, no_face_message
 from . import stages
+from .host_heap import trim_host_heap
 from .oom import MemoryPlan, free_cached_memory, run_shrinking
 from .sampler import LipsyncSampler, SamplerOptions
 
@@ -57,6 +58,7 @@ class RunOptions:
     require_face: bool = False  # raise NoFaceError (before generating) when no frame has a usable face
     vae_batch: int = 16  # faces per VAE call (halved, like batch_chunks, when the device runs out of memory)
     release_cache: bool = True  # give the allocator's cached blocks back after each VAE stage: a lower VRAM peak
+    trim_host_heap: bool = True  # give the C heap's free pages back after each window: a lower host RSS
     metadata: Mapping[str, str] = field(default_factory=dict)  # container tags of the mp4 (e.g. ComfyUI's workflow)
     min_sync: Optional[float] = None  # sync gate: None = off; else segments below this SyncNet confidence are redone
     sync_retries: int = 2  # sync gate: new seeds per segment before its original frames pass through
@@ -581,6 +583,9 @@ def lipsync_file(
                 host, done = process_fitting(a, b, source_frames)
             del source_frames
             drain(keep=1)
+            if options.trim_host_heap:  # the window's (and, after the first, the compile's) freed host buffers
+                with stage("host_trim"):
+                    trim_host_heap()
             queued.append((b, encoder.submit(write, writer, host, done)))
         while in_flight:
             b, host, done = finish_sharded(*in_flight.popleft())

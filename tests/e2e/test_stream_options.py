@@ -85,6 +85,25 @@ def test_timer_sees_every_stage_and_the_writers_close_last(loaded, clip, tmp_pat
     assert seen[-2:] == [("write_close", "enter", False), ("write_close", "exit", True)]
 
 
+def test_host_heap_is_trimmed_once_per_window_unless_turned_off(loaded, clip, tmp_path):
+    """RunOptions.trim_host_heap: the runner gives the heap's free pages back after each window (its own stage, so a
+    profile prices it), and not at all when off."""
+    video, audio = clip
+    for on in (True, False):
+        names: list[str] = []
+
+        @contextlib.contextmanager
+        def timer(name: str):
+            names.append(name)
+            yield
+
+        options = RunOptions(sampler=SamplerOptions(steps=1), window_frames=16, trim_host_heap=on, overwrite=True)
+        lipsync_file(loaded, loaded.vae, str(video), str(audio), str(tmp_path / "trim.mp4"), options,
+                     device="cpu", dtype=torch.float32, points=jittered_points(12), timer=timer)
+        windows = names.count("composite")
+        assert windows >= 1 and names.count("host_trim") == (windows if on else 0), names
+
+
 def test_encode_threads_reach_x264(loaded, clip, tmp_path):
     """RunOptions.encode_threads is x264's frame-thread count (x264 writes its settings into the stream)."""
     for threads in (5, 0):  # 5: a count the writer's own choice (1, 3, 4, 6, 7 or 8 threads) never gives
