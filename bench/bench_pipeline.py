@@ -198,8 +198,8 @@ def main() -> None:
                     help="torch.compile's mode for the U-Net and the VAE (reduce-overhead: CUDA graphs)")
     ap.add_argument("--replay-tail", action="store_true", help="compiled, replay the short last chunk's U-Net steps "
                     "as CUDA graphs (CompiledUNet.replay_short_chunks; an experiment, off in the product)")
-    ap.add_argument("--interleave-tail", action="store_true", help="the short last chunk's U-Net steps take turns "
-                    "with the last full group's (LipsyncSampler.interleave_tail; an experiment, off in the product)")
+    ap.add_argument("--tail-alone", action="store_true", help="the short last chunk's U-Net steps run after the last "
+                    "full group's, not taking turns with them (LipsyncSampler.interleave_tail=False; before session 16)")
     ap.add_argument("--rss-by-stage", action="store_true", help="sample host RSS every 10 ms and report each "
                     "stage's peak (host_rss_peak_by_stage_gib)")
     ap.add_argument("--keep-cache", action="store_true", help="keep the allocator's cached blocks between the stages "
@@ -240,8 +240,8 @@ def main() -> None:
                 case["compile_mode"] = args.compile_mode
             if args.replay_tail:
                 case["replay_tail"] = True
-            if args.interleave_tail:
-                case["interleave_tail"] = True
+            if args.tail_alone:
+                case["tail_alone"] = True
             if args.keep_cache:
                 case["keep_cache"] = True
             if args.keep_host_heap:

@@ -103,10 +103,10 @@ class Impl:
         self.compile_s = self._warm_up(resolution) if self.options.compile else 0.0
         if extra.get("replay_tail") and hasattr(self.models.unet, "replay_short_chunks"):  # an experiment
             self.models.unet.replay_short_chunks = True  # the short last chunk's steps replayed as CUDA graphs
-        if extra.get("interleave_tail"):  # an experiment, for this benchmark process
+        if extra.get("tail_alone"):  # to compare, for this benchmark process
             from latentsync.pipeline.sampler import LipsyncSampler
 
-            LipsyncSampler.interleave_tail = True  # the tail's steps take turns with the last full group's
+            LipsyncSampler.interleave_tail = False  # the tail's steps after the last full group's, as before
         self.report = None
 
     def _warm_up(self, resolution: int) -> float:

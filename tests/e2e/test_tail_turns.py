@@ -1,4 +1,4 @@
-"""The tail's steps taking turns with the last full chunk's (LipsyncSampler.interleave_tail, an experiment): a tail
+"""The tail's steps taking turns with the last full chunk's (LipsyncSampler.interleave_tail, on by default): a tail
 left alone in the last window joins the window before, and the written frames are those of the plain run, bit for
 bit (tiny models on the CPU, demo1's face and speech)."""
 
@@ -34,6 +34,7 @@ def test_a_lone_tail_joins_the_last_window_and_takes_turns_bit_for_bit(loaded, c
         return sample(self, encoded, *args, **kwargs)
 
     monkeypatch.setattr(LipsyncSampler, "sample", counting)
+    monkeypatch.setattr(LipsyncSampler, "interleave_tail", False)
     report, plain = written_frames(monkeypatch, lambda: run_video(loaded, clip, tmp_path / "plain.mp4"))
     assert report.frames == 20 and windows == [6, 6, 6, 2]
     windows.clear()

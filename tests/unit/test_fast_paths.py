@@ -168,6 +168,7 @@ def test_compiled_kernels_are_kept_unless_turned_off(unet, monkeypatch, tmp_path
 @pytest.mark.parametrize("batch_chunks", [1, 2])
 def test_the_tail_taking_turns_with_the_last_full_group_changes_nothing(unet, inputs, deepcache, batch_chunks,
                                                                           monkeypatch):
+    monkeypatch.setattr(LipsyncSampler, "interleave_tail", False)
     plain, plain_progress = run(unet, inputs, deepcache=deepcache, batch_chunks=batch_chunks)
     order = []  # the frame count of each U-Net call, to see the turns
     hook = unet.register_forward_pre_hook(lambda module, args: order.append(args[0].shape[2]))
