@@ -207,6 +207,22 @@ class FrameSource:
             start += len(frames)
 
 
+class _HostWindow:
+    """A window's decoded frames on the host until the device has its copy. With ``decode_again`` they are dropped
+    then, so the host does not hold this window beside the next one being decoded while the device works (199 MB at
+    1080x1920); a retry after running out of memory decodes them again. Without it they are kept (the caller still
+    needs them)."""
+
+    def __init__(self, frames: np.ndarray, decode_again: Optional[Callable[[], np.ndarray]] = None):
+        self._frames: Optional[np.ndarray] = frames
+        self._decode_again = decode_again
+
+    def take(self) -> np.ndarray:
+        frames = self._frames if self._frames is not None else self._decode_again()
+        self._frames = None if self._decode_again is not None else frames
+        return frames
+
+
 @contextlib.contextmanager
 def _cancel_on_error(queued: deque):
     """Cancel the encode jobs not yet started when the run fails (the writer then discards its output)."""
@@ -412,11 +428,11 @@ def lipsync_file(
     memory = MemoryPlan(batch_chunks=sampler_options.batch_chunks, vae_batch=max(1, int(options.vae_batch)))
     skip = stages.skip_test(apply)
 
-    def process(a: int, b: int, source_frames: np.ndarray, plan_now: MemoryPlan, smp, on_step) -> tuple:
+    def process(a: int, b: int, held: _HostWindow, plan_now: MemoryPlan, smp, on_step) -> tuple:
         """One window on the device: align, encode, sample (with ``smp``), decode, composite; returns the frames on
         the host (pinned when on CUDA, the copy still in flight) and the event that marks the copy done."""
         smp.options.batch_chunks = plan_now.batch_chunks
-        frames, mats, faces = align_window(a, b, source_frames)
+        frames, mats, faces = align_window(a, b, held.take())
         with stage("vae_encode"):
             encoded = stages.encode(vae, faces, mask, batch_size=plan_now.vae_batch)
             settle()
@@ -465,7 +481,7 @@ def lipsync_file(
             settle()
             return host, done
 
-    def process_fitting(a: int, b: int, source_frames: np.ndarray, smp=None, on_step=None) -> tuple:
+    def process_fitting(a: int, b: int, held: _HostWindow, smp=None, on_step=None) -> tuple:
         """``process``, redone with less work per call after running out of memory (same random draws)."""
         smp = smp or sampler
         on_step = on_step if on_step is not None else functools.partial(report, "sample")
@@ -475,8 +491,13 @@ def lipsync_file(
             smp.restore(state)
             free_cached_memory(device)
 
-        return run_shrinking(lambda plan_now: process(a, b, source_frames, plan_now, smp, on_step), memory,
+        return run_shrinking(lambda plan_now: process(a, b, held, plan_now, smp, on_step), memory,
                              where=f"frames {a}-{b - 1} of {video_path}", before_retry=undo, on_shrink=notes.append)
+
+    def decode_again(a: int, b: int) -> np.ndarray:
+        """A window's frames decoded once more, in the reader's thread (the source is not shared between threads)."""
+        with stage("decode_wait"):
+            return reader.submit(source.get, src[a:b].numpy()).result()
 
     def start_sharded(a: int, b: int, source_frames: np.ndarray) -> tuple:
         """Align a window here and hand its generation to a shard worker (returns at once); the frames wait on the
@@ -529,11 +550,11 @@ def lipsync_file(
                 if main[0].frames_done != a:  # an earlier segment was not generated: start afresh at this frame
                     main[0] = stages.new_sampler(unet, video_plan, device=device, dtype=dtype, start_frame=a)
                     main[0].steps_done = sampler.steps_total(a)
-                host, done = process_fitting(a, b, source_frames, main[0])
+                host, done = process_fitting(a, b, _HostWindow(source_frames), main[0])
             else:  # a retry: this segment's chunks with noise from the retry's seed
                 retry_plan = dataclasses.replace(video_plan, options=dataclasses.replace(sampler_options, seed=seed))
                 smp = stages.new_sampler(unet, retry_plan, device=device, dtype=dtype, start_frame=a)
-                host, done = process_fitting(a, b, source_frames, smp, lambda done, total: None)
+                host, done = process_fitting(a, b, _HostWindow(source_frames), smp, lambda done, total: None)
             if done is not None:
                 done.synchronize()
             return host
@@ -569,19 +590,23 @@ def lipsync_file(
         upcoming = reader.submit(source.get, src[spans[0][0]:spans[0][1]].numpy()) if spans else None
         for i, (a, b) in enumerate(spans):
             with stage("decode_wait"):
-                source_frames = upcoming.result()
-            if i + 1 < len(spans):
-                upcoming = reader.submit(source.get, src[spans[i + 1][0]:spans[i + 1][1]].numpy())
+                decoded = upcoming.result()
+            upcoming = reader.submit(source.get, src[spans[i + 1][0]:spans[i + 1][1]].numpy()) \
+                if i + 1 < len(spans) else None
             if shards is not None:
-                in_flight.append(start_sharded(a, b, source_frames))
+                in_flight.append(start_sharded(a, b, decoded))
+                del decoded
                 if len(in_flight) <= shards.depth:
                     continue
                 b, host, done = finish_sharded(*in_flight.popleft())
             elif gated:
-                host, done = gated_window(a, b, source_frames), None
-            else:
-                host, done = process_fitting(a, b, source_frames)
-            del source_frames
+                host, done = gated_window(a, b, decoded), None
+                del decoded
+            else:  # the only reference to the frames is the window's, so the upload to the device frees them
+                held = _HostWindow(decoded, functools.partial(decode_again, a, b))
+                del decoded
+                host, done = process_fitting(a, b, held)
+                del held
             drain(keep=1)
             if options.trim_host_heap:  # the window's (and, after the first, the compile's) freed host buffers
                 with stage("host_trim"):

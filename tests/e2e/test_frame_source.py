@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 
 from latentsync.io.video import read_video
-from latentsync.pipeline.runner import FrameSource
+from latentsync.pipeline.runner import FrameSource, _HostWindow
 
 
 def test_any_access_order_gives_the_decoded_frames(clip):
@@ -63,3 +65,26 @@ def test_a_taken_block_changed_by_its_caller_does_not_reach_later_requests(clip)
     assert np.array_equal(source.get(np.arange(4, 8)), want[4:8])
     assert np.array_equal(source.get(np.array([1, 2, 3])), want[1:4])  # decoded again, not the zeroed array
     assert np.array_equal(source.get(np.arange(0, 4)), want[0:4])
+
+
+
+def test_a_host_window_is_let_go_after_its_first_take_and_decoded_again_for_a_retry():
+    again = []
+
+    def decode_again():
+        again.append(1)
+        return np.ones((8, 256, 256, 3), np.uint8)
+
+    tracemalloc.start()
+    try:
+        held = _HostWindow(np.zeros((8, 256, 256, 3), np.uint8), decode_again)  # 1.5 MiB
+        frames = held.take()
+        assert not again and tracemalloc.get_traced_memory()[0] >= frames.nbytes
+        del frames  # the caller (the upload to the device) is done with them
+        assert tracemalloc.get_traced_memory()[0] < 1 << 20  # nothing else held them
+        retried = held.take()
+    finally:
+        tracemalloc.stop()
+    assert again == [1] and int(retried.min()) == 1
+    kept = _HostWindow(retried)  # no way to decode again: the frames stay (the sync gate needs them after)
+    assert kept.take() is retried and kept.take() is retried

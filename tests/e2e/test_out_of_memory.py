@@ -9,6 +9,7 @@ a CPU has no device memory to exhaust deterministically.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -53,11 +54,22 @@ class Budget:
                 raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB (batch {batch})")
 
 
-def run(loaded, video, audio, out, *, batch_chunks=1, steps=2):
+def run(loaded, video, audio, out, *, batch_chunks=1, steps=2, timer=None):
     options = RunOptions(sampler=SamplerOptions(steps=steps, batch_chunks=batch_chunks), detector="dlib",
                          preset="ultrafast")
     return lipsync_file(loaded, loaded.vae, str(video), str(audio), str(out), options, device="cpu",
-                        dtype=torch.float32)
+                        dtype=torch.float32, timer=timer)
+
+
+def stage_counter(names: list[str]):
+    """A profiling timer that records the stages entered."""
+
+    @contextlib.contextmanager
+    def timer(name: str):
+        names.append(name)
+        yield
+
+    return timer
 
 
 def frames_of(path: Path) -> np.ndarray:
@@ -71,11 +83,14 @@ def test_unet_out_of_memory_mid_video_retries_that_window_with_fewer_chunks(load
     # 2 chunks with guidance = a batch of 4: allowed for the first window's 2 steps, refused from then on.
     budget = Budget(limit=2, after=2)
     handle = loaded.unet.register_forward_pre_hook(budget)
+    stages: list[str] = []
     try:
-        report = run(loaded, video, long_speech, tmp_path / "retried.mp4", batch_chunks=2)
+        report = run(loaded, video, long_speech, tmp_path / "retried.mp4", batch_chunks=2, timer=stage_counter(stages))
     finally:
         handle.remove()
     assert budget.failures == 1  # the second window failed once, then ran as 1 chunk per call
+    # the host let go of the window's frames once the device had them: the retry decoded them again
+    assert stages.count("decode_wait") == stages.count("composite") + 1 == 3, stages
     assert report.frames == FRAMES
     assert any("frames 32-63" in n and "retrying that window with 1 chunk(s)" in n for n in report.notes), report.notes
     assert "out of memory" in report.summary()
