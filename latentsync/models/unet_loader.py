@@ -1,20 +1,22 @@
 """Strict loading of LatentSync U-Net checkpoints (upstream ``latentsync_unet.pt`` or ``.safetensors``).
 
 The model is built on the ``meta`` device and the file's tensors are assigned into it one by one (cast to
-the target dtype/device first), so a 5 GB checkpoint is never held twice and no random init is computed.
+the target dtype/device first), so a 5 GB checkpoint is never held twice and no random init is computed; a mapped
+file's pages are let go tensor by tensor as they are converted.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
 from ..configs import unet_config
 from .checkpoint import CheckpointError, describe_key_mismatch, extract_state_dict, read_checkpoint
 from .layers import temporal_position_table
+from .mapped_pages import MappedCheckpoint
 from .unet_model import UNet3DConditionModel
 
 logger = logging.getLogger(__name__)
@@ -26,6 +28,10 @@ _PE_WARN_TOLERANCE = 1e-4
 def _meta_model(config: Mapping[str, Any], operations: Any | None = None) -> UNet3DConditionModel:
     with torch.device("meta"):
         return UNet3DConditionModel(config, operations=operations)
+
+
+def _same_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.device == b.device and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 
 def unet_state_dict_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -60,11 +66,13 @@ def load_unet_state_dict(
     config_name: str = "stage2",
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
+    release: Callable[[torch.Tensor], object] | None = None,
 ) -> UNet3DConditionModel:
     """Load ``state_dict`` into ``model`` strictly (missing ``pos_encoder.pe`` tables are recomputed).
 
     Tensors are cast to ``dtype``/``device`` (default: the model's) and assigned, so ``model`` may live on
-    ``meta``. Raises :class:`CheckpointError` naming ``source``, ``config_name`` and every bad key.
+    ``meta``. ``release`` gets each file tensor once a copy of it is made (e.g. to drop its mapped pages).
+    Raises :class:`CheckpointError` naming ``source``, ``config_name`` and every bad key.
     """
     expected = model.state_dict()
     shapes = {k: tuple(v.shape) for k, v in expected.items()}
@@ -92,6 +100,8 @@ def load_unet_state_dict(
                 continue
             pe_diffs.append((state_dict[key].to("cpu", torch.float32) - table).abs().max().item())
         ready[key] = state_dict[key].to(device=device, dtype=dtype)
+        if release is not None and not _same_storage(ready[key], state_dict[key]):
+            release(state_dict[key])
     odd = [d for d in pe_diffs if d > _PE_WARN_TOLERANCE]
     if odd:
         logger.warning(
@@ -125,5 +135,7 @@ def load_unet(
         logger.info("%s: global_step %s", path, checkpoint["global_step"])
     state = extract_state_dict(checkpoint, path)
     del checkpoint
-    load_unet_state_dict(model, state, source=path, config_name=name, dtype=dtype, device=device)
+    pages = MappedCheckpoint(path)  # the whole file is mapped; its pages go once each tensor is converted
+    load_unet_state_dict(model, state, source=path, config_name=name, dtype=dtype, device=device,
+                         release=pages.release)
     return model.eval().requires_grad_(False)
