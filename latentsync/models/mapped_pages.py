@@ -26,7 +26,7 @@ def _madvise() -> Optional[Callable[[int, int, int], int]]:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        fn = ctypes.CDLL(None, use_errno=True).madvise  # a private handle: its types are ours alone
+        fn = ctypes.CDLL(None).madvise  # a private handle: its types are ours alone
     except (OSError, AttributeError):
         return None
     fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
@@ -57,7 +57,8 @@ def _file_ranges(path: str) -> list[tuple[int, int]]:
 
 
 class MappedCheckpoint:
-    """The mappings of one checkpoint file in this process, read once after the file was loaded."""
+    """The mappings of one checkpoint file in this process, read once after the file was loaded. Use it while the
+    loaded tensors are alive: the mapping lives as long as they do, and its addresses could be reused after."""
 
     def __init__(self, path: str | os.PathLike):
         self.ranges = _file_ranges(os.fspath(path)) if _madvise() is not None else []
