@@ -58,24 +58,43 @@ class Recorder:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
 
+def rss_breakdown_gib() -> dict[str, float]:
+    """The resident set by kind (/proc/self/status): anonymous, file-backed (libraries, mapped files: shared and
+    reclaimable), shared memory, and the locked and pinned pages among them."""
+    keys = {"RssAnon": "anon", "RssFile": "file", "RssShmem": "shmem", "VmLck": "locked", "VmPin": "pinned"}
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            if name in keys:
+                out[keys[name]] = round(int(value.split()[0]) / 2**20, 3)
+    return out
+
+
 class RssByStage:
     """The host's peak resident memory in each of the recorder's stages, sampled every 10 ms in a thread (--rss-by-
-    stage): where the run's host peak is, which VmHWM alone does not say."""
+    stage): where the run's host peak is, which VmHWM alone does not say; and what the resident set is made of at
+    the start and at the peak."""
 
     def __init__(self, rec: Recorder) -> None:
         import threading
 
         self.rec, self.peaks_mb = rec, {}
+        self.breakdown: dict[str, dict[str, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
+        top = 0.0
+        self.breakdown["start"] = rss_breakdown_gib()
         while not self._stop.wait(0.01):
             with open("/proc/self/statm") as f:
                 mb = int(f.read().split()[1]) * page_mb
             stage = self.rec.current
             self.peaks_mb[stage] = max(self.peaks_mb.get(stage, 0.0), mb)
+            if mb > top:
+                top, self.breakdown["peak"] = mb, {"stage": stage, **rss_breakdown_gib()}
 
     def __enter__(self) -> "RssByStage":
         self._thread.start()
@@ -277,7 +296,8 @@ def main() -> None:
                 "vram_peak_alloc_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0,
                 "vram_peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if torch.cuda.is_available() else 0.0,
                 "host_peak_rss_gib": vm_hwm_mb() / 1024,
-                **({"host_rss_peak_by_stage_gib": rss_stages.gib()} if args.rss_by_stage else {}),
+                **({"host_rss_peak_by_stage_gib": rss_stages.gib(), "host_rss_breakdown_gib": rss_stages.breakdown}
+                   if args.rss_by_stage else {}),
                 "details": impl.details(),
             }
             flops = UNET_TFLOP_PER_FRAME.get((int(res), dc == "on"))
