@@ -1,7 +1,9 @@
-"""What a pipeline run hands to its video writer, for tests that compare two runs' frames exactly."""
+"""What a pipeline run hands to its video writer, for tests that compare two runs' frames exactly, and the stages
+it goes through."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 import numpy as np
@@ -22,3 +24,14 @@ def written_frames(monkeypatch, run: Callable[[], Any]) -> tuple[Any, np.ndarray
     report = run()
     monkeypatch.setattr(vio.VideoWriter, "write", original)
     return report, np.concatenate(frames)
+
+
+def stage_log(names: list[str]) -> Callable[[str], contextlib.AbstractContextManager]:
+    """A profiling timer for ``lipsync_file(timer=...)`` that appends the name of each stage entered to ``names``."""
+
+    @contextlib.contextmanager
+    def timer(name: str):
+        names.append(name)
+        yield
+
+    return timer

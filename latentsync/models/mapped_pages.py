@@ -10,28 +10,18 @@ again); anything else, and every system but Linux, is left alone.
 from __future__ import annotations
 
 import ctypes
-import functools
 import mmap
 import os
-import sys
-from typing import Callable, Optional
 
 import torch
+
+from ..libc import libc_function
 
 _MADV_DONTNEED = 4  # Linux
 
 
-@functools.lru_cache(maxsize=1)
-def _madvise() -> Optional[Callable[[int, int, int], int]]:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None).madvise  # a private handle: its types are ours alone
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
+def _madvise():
+    return libc_function("madvise", (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int))
 
 
 def _file_ranges(path: str) -> list[tuple[int, int]]:

@@ -7,23 +7,13 @@ allocations, so the process's RSS stays at its high-water mark. Trimming returns
 from __future__ import annotations
 
 import ctypes
-import functools
-import sys
-from typing import Callable, Optional
+
+from ..libc import libc_function
 
 
-@functools.lru_cache(maxsize=1)
-def _malloc_trim() -> Optional[Callable[[int], int]]:
-    """glibc's ``malloc_trim`` from the process's own C library; None elsewhere (macOS, Windows, musl)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        trim = ctypes.CDLL(None).malloc_trim  # a private CDLL handle: setting its types changes nothing shared
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
+def _malloc_trim():
+    """glibc's ``malloc_trim``; None elsewhere (macOS, Windows, musl)."""
+    return libc_function("malloc_trim", (ctypes.c_size_t,))
 
 
 def can_trim_host_heap() -> bool:

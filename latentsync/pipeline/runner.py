@@ -595,18 +595,15 @@ def lipsync_file(
                 if i + 1 < len(spans) else None
             if shards is not None:
                 in_flight.append(start_sharded(a, b, decoded))
-                del decoded
                 if len(in_flight) <= shards.depth:
                     continue
                 b, host, done = finish_sharded(*in_flight.popleft())
             elif gated:
                 host, done = gated_window(a, b, decoded), None
-                del decoded
-            else:  # the only reference to the frames is the window's, so the upload to the device frees them
-                held = _HostWindow(decoded, functools.partial(decode_again, a, b))
-                del decoded
+            else:  # the holder keeps the only reference to the frames, so the upload to the device frees them
+                held, decoded = _HostWindow(decoded, functools.partial(decode_again, a, b)), None
                 host, done = process_fitting(a, b, held)
-                del held
+            del decoded
             drain(keep=1)
             if options.trim_host_heap:  # the window's (and, after the first, the compile's) freed host buffers
                 with stage("host_trim"):

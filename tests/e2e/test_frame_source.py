@@ -67,7 +67,6 @@ def test_a_taken_block_changed_by_its_caller_does_not_reach_later_requests(clip)
     assert np.array_equal(source.get(np.arange(0, 4)), want[0:4])
 
 
-
 def test_a_host_window_is_let_go_after_its_first_take_and_decoded_again_for_a_retry():
     again = []
 

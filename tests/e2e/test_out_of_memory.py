@@ -9,7 +9,6 @@ a CPU has no device memory to exhaust deterministically.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from latentsync.pipeline.oom import OutOfMemory
 from latentsync.pipeline.runner import RunOptions, lipsync_file
 from latentsync.pipeline.sampler import SamplerOptions
 from media_variants import write_wav
+from pipeline_capture import stage_log
 
 FRAMES = 64  # four 16-frame chunks: two windows of two chunks
 
@@ -61,16 +61,6 @@ def run(loaded, video, audio, out, *, batch_chunks=1, steps=2, timer=None):
                         dtype=torch.float32, timer=timer)
 
 
-def stage_counter(names: list[str]):
-    """A profiling timer that records the stages entered."""
-
-    @contextlib.contextmanager
-    def timer(name: str):
-        names.append(name)
-        yield
-
-    return timer
-
 
 def frames_of(path: Path) -> np.ndarray:
     return read_video(str(path)).frames.numpy().astype(np.int16)
@@ -85,7 +75,7 @@ def test_unet_out_of_memory_mid_video_retries_that_window_with_fewer_chunks(load
     handle = loaded.unet.register_forward_pre_hook(budget)
     stages: list[str] = []
     try:
-        report = run(loaded, video, long_speech, tmp_path / "retried.mp4", batch_chunks=2, timer=stage_counter(stages))
+        report = run(loaded, video, long_speech, tmp_path / "retried.mp4", batch_chunks=2, timer=stage_log(stages))
     finally:
         handle.remove()
     assert budget.failures == 1  # the second window failed once, then ran as 1 chunk per call

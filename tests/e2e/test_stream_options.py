@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from face_points import face_points
 from media_variants import x264_settings
+from pipeline_capture import stage_log
 
 from latentsync.face import align
 from latentsync.pipeline import stages
@@ -91,15 +92,9 @@ def test_host_heap_is_trimmed_once_per_window_unless_turned_off(loaded, clip, tm
     video, audio = clip
     for on in (True, False):
         names: list[str] = []
-
-        @contextlib.contextmanager
-        def timer(name: str):
-            names.append(name)
-            yield
-
         options = RunOptions(sampler=SamplerOptions(steps=1), window_frames=16, trim_host_heap=on, overwrite=True)
         lipsync_file(loaded, loaded.vae, str(video), str(audio), str(tmp_path / "trim.mp4"), options,
-                     device="cpu", dtype=torch.float32, points=jittered_points(12), timer=timer)
+                     device="cpu", dtype=torch.float32, points=jittered_points(12), timer=stage_log(names))
         windows = names.count("composite")
         assert windows >= 1 and names.count("host_trim") == (windows if on else 0), names
 

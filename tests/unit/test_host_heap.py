@@ -27,4 +27,3 @@ def test_freed_heap_pages_under_a_live_block_are_given_back():
     released = held - resident_bytes()
     assert released > 100 * MIB, f"{released / MIB:.0f} MiB given back of ~192 MiB freed"
     assert pin.sum() == pin.size  # the live block is untouched
-
