@@ -36,20 +36,29 @@ def padded_sdpa(q, k, v, to: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=2,
+                    help="U-Net batch items: 2 (CFG) x chunks per call (the pipeline: 4 at 256 px, 2 at 512)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    dev, dt = torch.device("cuda"), torch.float16
-    shapes = {  # name: (N, H, L, D) as the U-Net calls them at batch 2 x 16 frames
-        "temporal-512-l0": (2 * 64 * 64, 8, 16, 40),
-        "temporal-512-l1": (2 * 32 * 32, 8, 16, 80),
-        "temporal-512-l2": (2 * 16 * 16, 8, 16, 160),
-        "temporal-256-l0": (2 * 32 * 32, 8, 16, 40),
-        "spatial-512-l0": (32, 8, 4096, 40),
-        "spatial-512-l1": (32, 8, 1024, 80),
-        "spatial-256-l0": (32, 8, 1024, 40),
-        "spatial-256-l1": (32, 8, 256, 80),
+    dev, dt, b = torch.device("cuda"), torch.float16, args.batch
+    shapes = {  # name: (N, H, L, D) as the U-Net calls them at batch b x 16 frames
+        "temporal-512-l0": (b * 64 * 64, 8, 16, 40),
+        "temporal-512-l1": (b * 32 * 32, 8, 16, 80),
+        "temporal-512-l2": (b * 16 * 16, 8, 16, 160),
+        "temporal-256-l0": (b * 32 * 32, 8, 16, 40),
+        "temporal-256-l1": (b * 16 * 16, 8, 16, 80),
+        "temporal-256-l2": (b * 8 * 8, 8, 16, 160),
+        "spatial-512-l0": (b * 16, 8, 4096, 40),
+        "spatial-512-l1": (b * 16, 8, 1024, 80),
+        "spatial-256-l0": (b * 16, 8, 1024, 40),
+        "spatial-256-l1": (b * 16, 8, 256, 80),
     }
     compiled_small = torch.compile(small_sequence_attention, dynamic=False)
+    try:
+        from latentsync.models.short_attention_kernel import short_attention
+    except ImportError:  # no Triton: the fused rows are left out
+        short_attention = None
+    compiled_fused = torch.compile(short_attention, dynamic=False) if short_attention else None
     rows = []
     for name, (n, h, L, d) in shapes.items():
         q, k, v = (torch.randn(n, L, h, d, device=dev, dtype=dt).transpose(1, 2) for _ in range(3))
@@ -66,6 +75,9 @@ def main() -> None:
         if L <= 64:
             variants["small-eager"] = lambda: small_sequence_attention(q, k, v)
             variants["small-compiled"] = lambda: compiled_small(q, k, v)
+            if short_attention is not None:  # the motion modules' fused kernel, alone and inside a compiled graph
+                variants["fused-triton"] = lambda: short_attention(q, k, v)
+                variants["fused-compiled"] = lambda: compiled_fused(q, k, v)
         for vname, spec in variants.items():
             backend, fn = spec if isinstance(spec, tuple) else (None, spec)
             try:

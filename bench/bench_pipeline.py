@@ -227,6 +227,8 @@ def main() -> None:
                     "window (RunOptions.trim_host_heap=False): prices the trim against host RSS")
     ap.add_argument("--fp8", choices=["row", "tensor"], default=None,
                     help="the U-Net's transformer linears in FP8 with this scaling (latentsync.models.fp8)")
+    ap.add_argument("--fused-temporal", action="store_true", help="the motion modules' attention through one fused "
+                    "Triton kernel (latentsync.models.motion.use_fused_short_attention; an experiment, off in the product)")
     ap.add_argument("--trace", metavar="DIR", help="after each timed run, one more under torch.profiler: its Chrome "
                     "trace (gzip), how busy the GPU was in each stage, and what the host ran while it waited in the "
                     "sample and VAE encode stages (bench/gpu_idle.py)")
@@ -255,6 +257,8 @@ def main() -> None:
                 case["ff_max_hidden"] = args.ff_max_hidden
             if args.fp8:
                 case["fp8"] = args.fp8
+            if args.fused_temporal:
+                case["fused_temporal"] = True
             if args.compile_mode:
                 case["compile_mode"] = args.compile_mode
             if args.replay_tail:

@@ -98,6 +98,10 @@ class Impl:
             from latentsync.models.fp8 import convert_linears
 
             convert_linears(self.models.unet, scaling=str(extra["fp8"]))
+        if extra.get("fused_temporal"):  # the motion modules' attention in one Triton kernel, before compiling
+            from latentsync.models.motion import use_fused_short_attention
+
+            use_fused_short_attention(self.models.unet)
         if extra.get("compile_vae", True) is False:  # --compile covers the VAE; this keeps it eager (to compare)
             self.models.vae.fallback_reason = "kept eager (benchmark option compile_vae=false)"
         self.compile_s = self._warm_up(resolution) if self.options.compile else 0.0

@@ -152,6 +152,36 @@ def fp8_rows(model, scaling: str, cases: str, flops_of: dict, row, breakdown: di
     torch.cuda.empty_cache()
 
 
+def fused_temporal_rows(model, cases: str, flops_of: dict, row, breakdown: dict, dev, dtype) -> None:
+    """The compiled U-Net with the motion modules' attention in one fused Triton kernel
+    (``use_fused_short_attention``): step time, kernels, and its output's rel-L2 against the model as it was."""
+    from latentsync.models.motion import use_fused_short_attention
+
+    for res, chunks in [tuple(int(v) for v in c.split(":")) for c in cases.split(",")]:
+        compiled, (sample, t, audio), flops = compiled_case(model, res, chunks, flops_of, dev, dtype)
+        with torch.inference_mode():
+            ref = model(sample, t, audio).float()  # eager, before the switch (torch.compile traces at its first call)
+        layers = use_fused_short_attention(model)
+        try:
+            with torch.inference_mode():
+                out, compile_s = first_call(lambda: compiled(sample, t, audio))
+                err = ((out.float() - ref).norm() / ref.norm()).item()
+                ms = median_ms(lambda: compiled(sample, t, audio))
+                row(res=res, chunks=chunks, variant="compile-cl-fused-temporal", ms=ms, ms_per_chunk=ms / chunks,
+                    compile_s=compile_s, tflops=(flops / ms / 1e9) if flops else None, rel_l2_vs_unfused=err,
+                    layers=layers)
+                breakdown[f"{res}-compile-cl-fused-temporal-k{chunks}"] = kernel_breakdown(
+                    lambda: compiled(sample, t, audio))
+                state = DeepCacheState()
+                compiled(sample, t, audio, deepcache=state)
+                ms = median_ms(lambda: compiled(sample, t, audio, deepcache=state))
+                row(res=res, chunks=chunks, variant="compile-cached-cl-fused-temporal", ms=ms, ms_per_chunk=ms / chunks)
+                state = None
+        finally:
+            use_fused_short_attention(model, on=False)
+        torch.cuda.empty_cache()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--res", default="256,512")
@@ -162,6 +192,8 @@ def main() -> None:
     ap.add_argument("--skip-eager", action="store_true")
     ap.add_argument("--small-temporal", action="store_true", help="explicit-score temporal attention")
     ap.add_argument("--fp8", default="", help="also time the compiled U-Net with FP8 linears: scalings, e.g. row,tensor")
+    ap.add_argument("--fused-temporal", action="store_true",
+                    help="also time the compiled U-Net with the motion modules' attention in one fused Triton kernel")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     dev, dtype = torch.device("cuda"), torch.float16
@@ -247,6 +279,8 @@ def main() -> None:
                 state = replay = None
         for scaling in [s for s in args.fp8.split(",") if s]:
             fp8_rows(model, scaling, args.compile_cases, flops_of, row, results["breakdown"], dev, dtype)
+        if args.fused_temporal:
+            fused_temporal_rows(model, args.compile_cases, flops_of, row, results["breakdown"], dev, dtype)
     results["seconds"] = time.perf_counter() - started
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
