@@ -76,7 +76,8 @@ def main() -> None:
             variants["small-eager"] = lambda: small_sequence_attention(q, k, v)
             variants["small-compiled"] = lambda: compiled_small(q, k, v)
             if short_attention is not None:  # the motion modules' fused kernel, alone and inside a compiled graph
-                variants["fused-triton"] = lambda: short_attention(q, k, v)
+                for warps in (2, 4, 8):  # the kernel's default is 4
+                    variants[f"fused-triton-w{warps}"] = lambda w=warps: short_attention(q, k, v, num_warps=w)
                 variants["fused-compiled"] = lambda: compiled_fused(q, k, v)
         for vname, spec in variants.items():
             backend, fn = spec if isinstance(spec, tuple) else (None, spec)

@@ -58,12 +58,12 @@ def _heads_per_program(heads: int, d_pad: int) -> int:
     return group
 
 
-def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, num_warps: int = 4) -> torch.Tensor:
     """Softmax attention (SDPA's default scale) over (N, heads, L, d) views, L <= 64, head dim contiguous.
 
     Returns (N, heads, L, d) as a view of an (N, L, heads, d) tensor, so the caller's ``transpose(1, 2).flatten(2)``
     copies nothing. fp16 only: ``tl.dot`` would run fp32 inputs as TF32, and bf16 is not checked yet (Triton's CPU
-    interpreter, which the tests use, multiplies bf16 wrongly).
+    interpreter, which the tests use, multiplies bf16 wrongly). ``num_warps``: per program (the bench compares 2, 4, 8).
     """
     n, heads, length, head_dim = q.shape
     if not supports(q):
@@ -77,6 +77,6 @@ def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.
         q, k, v, out, length, heads, head_dim, head_dim ** -0.5,
         q.stride(0), q.stride(2), q.stride(1), k.stride(0), k.stride(2), k.stride(1),
         v.stride(0), v.stride(2), v.stride(1), out.stride(0), out.stride(2), out.stride(1),
-        G=group, L_PAD=_pow2_at_least(length, 16), D_PAD=d_pad, num_warps=4,
+        G=group, L_PAD=_pow2_at_least(length, 16), D_PAD=d_pad, num_warps=num_warps,
     )
     return out
