@@ -14,8 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
-MAX_FRAMES = 64  # longer sequences belong to SDPA's tiled kernels
-_REGISTER_BUDGET = 512  # heads x padded head dim per program: G * D_PAD (fits the registers at num_warps=4)
+MAX_FRAMES = 32  # longer sequences belong to SDPA's tiled kernels (the motion modules take at most 24)
+_TILE_BUDGET = 8192  # values of one q/k/v tile per program, G * L_PAD * D_PAD (registers at num_warps=4)
 
 
 @triton.jit
@@ -24,7 +24,7 @@ def _short_attention(q_ptr, k_ptr, v_ptr, o_ptr, length, heads, head_dim, scale,
                      G: tl.constexpr, L_PAD: tl.constexpr, D_PAD: tl.constexpr):
     pid = tl.program_id(0)
     groups = heads // G
-    n = pid // groups
+    n = (pid // groups).to(tl.int64)  # n * stride passes 2**31 on long batches
     h = (pid % groups) * G + tl.arange(0, G)[:, None, None]
     i = tl.arange(0, L_PAD)[None, :, None]
     d = tl.arange(0, D_PAD)[None, None, :]
@@ -51,15 +51,15 @@ def _pow2_at_least(value: int, floor: int) -> int:
     return max(floor, 1 << (int(value) - 1).bit_length())
 
 
-def _heads_per_program(heads: int, d_pad: int) -> int:
+def _heads_per_program(heads: int, l_pad: int, d_pad: int) -> int:
     group = 1
-    while heads % (group * 2) == 0 and group * 2 * d_pad <= _REGISTER_BUDGET:
+    while heads % (group * 2) == 0 and group * 2 * l_pad * d_pad <= _TILE_BUDGET:
         group *= 2
     return group
 
 
 def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, num_warps: int = 4) -> torch.Tensor:
-    """Softmax attention (SDPA's default scale) over (N, heads, L, d) views, L <= 64, head dim contiguous.
+    """Softmax attention (SDPA's default scale) over (N, heads, L, d) views, L <= MAX_FRAMES, head dim contiguous.
 
     Returns (N, heads, L, d) as a view of an (N, L, heads, d) tensor, so the caller's ``transpose(1, 2).flatten(2)``
     copies nothing. fp16 only: ``tl.dot`` would run fp32 inputs as TF32, and bf16 is not checked yet (Triton's CPU
@@ -71,12 +71,12 @@ def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, num_wa
     if not (q.stride(-1) == k.stride(-1) == v.stride(-1) == 1):
         raise ValueError("short_attention needs the head dimension contiguous in q, k and v")
     out = torch.empty((n, length, heads, head_dim), device=q.device, dtype=q.dtype).transpose(1, 2)
-    d_pad = _pow2_at_least(head_dim, 16)
-    group = _heads_per_program(heads, d_pad)
+    l_pad, d_pad = _pow2_at_least(length, 16), _pow2_at_least(head_dim, 16)
+    group = _heads_per_program(heads, l_pad, d_pad)
     _short_attention[(n * (heads // group),)](
         q, k, v, out, length, heads, head_dim, head_dim ** -0.5,
         q.stride(0), q.stride(2), q.stride(1), k.stride(0), k.stride(2), k.stride(1),
         v.stride(0), v.stride(2), v.stride(1), out.stride(0), out.stride(2), out.stride(1),
-        G=group, L_PAD=_pow2_at_least(length, 16), D_PAD=d_pad, num_warps=num_warps,
+        G=group, L_PAD=l_pad, D_PAD=d_pad, num_warps=num_warps,
     )
     return out
