@@ -70,13 +70,13 @@ def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, num_wa
         raise ValueError(f"short_attention takes fp16 sequences of <= {MAX_FRAMES}, got {length} in {q.dtype}")
     if not (q.stride(-1) == k.stride(-1) == v.stride(-1) == 1):
         raise ValueError("short_attention needs the head dimension contiguous in q, k and v")
-    out = torch.empty((n, length, heads, head_dim), device=q.device, dtype=q.dtype).transpose(1, 2)
+    out = torch.empty((n, length, heads, head_dim), device=q.device, dtype=q.dtype)  # the kernel writes it whole
     l_pad, d_pad = _pow2_at_least(length, 16), _pow2_at_least(head_dim, 16)
     group = _heads_per_program(heads, l_pad, d_pad)
     _short_attention[(n * (heads // group),)](
         q, k, v, out, length, heads, head_dim, head_dim ** -0.5,
         q.stride(0), q.stride(2), q.stride(1), k.stride(0), k.stride(2), k.stride(1),
-        v.stride(0), v.stride(2), v.stride(1), out.stride(0), out.stride(2), out.stride(1),
+        v.stride(0), v.stride(2), v.stride(1), out.stride(0), out.stride(1), out.stride(2),
         G=group, L_PAD=l_pad, D_PAD=d_pad, num_warps=num_warps,
     )
-    return out
+    return out.transpose(1, 2)
