@@ -16,6 +16,7 @@ cache in the temporary folder, the file holds code that PyTorch runs: the folder
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -23,8 +24,9 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ContextManager, Iterator, Optional
 
 import torch
 
@@ -32,6 +34,19 @@ log = logging.getLogger(__name__)
 
 ENV_DIR = "LATENTSYNC_COMPILE_CACHE"
 _MODEL_SOURCES = ("attention.py", "layers.py", "motion.py", "unet.py", "unet_blocks.py", "unet_model.py")
+_STORE_LOCK = threading.Lock()  # one graph's own artifact store at a time (the store is PyTorch's, per process)
+
+
+def _own_artifact_store() -> ContextManager[None]:
+    """PyTorch's artifact records set aside for a block and put back after it
+    (``CacheArtifactManager.with_fresh_cache``, private, torch >= 2.8); else nothing, and saves hold everything
+    recorded since the process started, as PyTorch's own save does."""
+    try:
+        from torch.compiler._cache import CacheArtifactManager
+
+        return CacheArtifactManager.with_fresh_cache()
+    except (ImportError, AttributeError):
+        return contextlib.nullcontext()
 
 
 def default_cache_dir() -> Path:
@@ -88,14 +103,19 @@ def setup_key(config: dict, *, device: torch.device | str, dtype: torch.dtype, f
 
 
 class CompileArtifacts:
-    """One setup's artifact files, one per compiled graph: :meth:`load` before compiling, :meth:`save` after a
-    graph's first run.
+    """One setup's artifact files, one per compiled graph: :meth:`load` before compiling, every call of a graph
+    inside :meth:`first_run`, which saves the graph's file after its first run.
 
     One file per graph, because PyTorch's artifact format cannot hold two saves: each save returns everything since
     the process started, as one batch per save, and loading keeps only the last batch of each kind (torch 2.11,
     2.13: ``CacheArtifactManager.deserialize`` builds a dict). Saving after the full step and again after the
     DeepCache step therefore lost the full step's kernels (measured on an H100: a warm process recompiled it for
     98 s). A save's last batch is the graph just compiled, so each file holds its graph whatever PyTorch keeps.
+
+    PyTorch also keeps every recorded artifact for the rest of the process, twice (the records and their serialised
+    form): the U-Net's and VAE's kernels, hundreds of MB of host memory after a cold compile (an H200 process that
+    compiled cold peaked 0.43 GiB above one that loaded the files). :meth:`first_run` records into a store of the
+    graph's own, saves it and drops it, leaving PyTorch's store as it was.
     """
 
     def __init__(self, directory: Path | str, key: str, kind: str = "unet") -> None:
@@ -138,12 +158,17 @@ class CompileArtifacts:
             log.info("Loaded compiled %s kernels from %s.", self.kind, path)
         return self.loaded
 
-    def ran(self, graph: str) -> Optional[Path]:
-        """Call after every run of ``graph``: its first run in this process (a compile, or cache hits) saves it."""
+    @contextlib.contextmanager
+    def first_run(self, graph: str) -> Iterator[None]:
+        """Around every call of ``graph``. Its first successful run in this process (a compile, or cache hits)
+        records PyTorch's artifacts in a store of its own, saves them to the graph's file and drops them."""
         if graph in self._ran:
-            return None
-        self._ran.add(graph)
-        return self.save(graph)
+            yield
+            return
+        with _STORE_LOCK, _own_artifact_store():
+            yield
+            self._ran.add(graph)
+            self.save(graph)
 
     def save(self, graph: str) -> Optional[Path]:
         """Write the artifacts of ``graph``, compiled just now (atomically); None when it came from a file or

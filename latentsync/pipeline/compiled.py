@@ -12,11 +12,12 @@ runs eagerly and :attr:`CompiledUNet.fallback_reason` says why. The compiled ker
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ContextManager, Optional
 
 import torch
 
@@ -89,13 +90,13 @@ class CompiledUNet:
         self.unet._check_inputs(sample, encoder_hidden_states)
         try:
             if deepcache is not None and deepcache.cached is not None:
-                eps = call_graph(self._cached, self.mode, sample, timestep, encoder_hidden_states,
-                                 self.unet._checked_cache(deepcache, sample))
-                self._keep("cached")
-                return eps
+                with self._first_run("cached"):
+                    return call_graph(self._cached, self.mode, sample, timestep, encoder_hidden_states,
+                                      self.unet._checked_cache(deepcache, sample))
             # one graph for DeepCache on and off: the full step always returns the state a cached step needs
-            eps, captured = call_graph(self._full, self.mode, sample, timestep, encoder_hidden_states, capture=True)
-            self._keep("full")
+            with self._first_run("full"):
+                eps, captured = call_graph(self._full, self.mode, sample, timestep, encoder_hidden_states,
+                                           capture=True)
         except (torch.cuda.OutOfMemoryError, KeyboardInterrupt, ValueError):
             raise
         except Exception as exc:  # compiler missing or failing: run eagerly from now on
@@ -115,10 +116,9 @@ class CompiledUNet:
             return self
         return ShortChunkSteps(self.unet)
 
-    def _keep(self, graph: str) -> None:
-        """After each run of a graph; the kernels of its first run in this process are kept."""
-        if self.artifacts is not None:
-            self.artifacts.ran(graph)
+    def _first_run(self, graph: str) -> ContextManager[None]:
+        """Around each call of a graph; the kernels of its first run in this process are kept."""
+        return contextlib.nullcontext() if self.artifacts is None else self.artifacts.first_run(graph)
 
 
 class ShortChunkSteps:

@@ -94,10 +94,10 @@ class DiffusersVAE:
         """The compiled encoder or decoder on ``x``; the plain module once compiling has failed."""
         if self._graphs is not None:
             try:
-                out = call_graph(self._graphs[name], self.mode, x)
-                if self.artifacts is not None:  # one graph per model part and input shape
-                    self.artifacts.ran(f"{name}-{'x'.join(map(str, x.shape))}")
-                return out
+                if self.artifacts is None:
+                    return call_graph(self._graphs[name], self.mode, x)
+                with self.artifacts.first_run(f"{name}-{'x'.join(map(str, x.shape))}"):  # a graph per part and shape
+                    return call_graph(self._graphs[name], self.mode, x)
             except (torch.cuda.OutOfMemoryError, KeyboardInterrupt):
                 raise
             except Exception as exc:  # compiler missing or failing: eager from now on

@@ -26,20 +26,34 @@ SIDE = textwrap.dedent(
     """
     import json, sys, torch
     from torch._dynamo.utils import counters
+    from torch.compiler._cache import CacheArtifactManager
     from latentsync.pipeline.compile_cache import CompileArtifacts
+
+    def held():  # artifacts in PyTorch's process-wide store
+        return len(CacheArtifactManager._seen_artifacts)
+
+    def stamps():
+        return [artifacts.path(g).stat().st_mtime_ns if artifacts.path(g).is_file() else None for g in ("full", "cached")]
 
     artifacts = CompileArtifacts(sys.argv[1], "probe")
     loaded = artifacts.load()
-    full = torch.compile(lambda x, w: torch.nn.functional.gelu(x @ w).sum(-1))
-    cached = torch.compile(lambda x, w: torch.tanh(x @ w).amax(-1))
     g = torch.Generator().manual_seed(0)
     x, w = torch.randn(8, 16, generator=g), torch.randn(16, 4, generator=g)
-    out = full(x, w)
-    saved = [str(artifacts.save("full"))]
-    out = out + cached(x, w)
-    saved.append(str(artifacts.save("cached")))
-    print(json.dumps({"loaded": sorted(artifacts.loaded_graphs), "saved": saved,
-                      "hits": counters["inductor"]["fxgraph_cache_hit"], "out": out.tolist()}))
+    other = torch.compile(lambda x, w: torch.sigmoid(x @ w).mean(-1))  # someone else's compile, before ours
+    other(x, w)
+    held_before = held()
+    full = torch.compile(lambda x, w: torch.nn.functional.gelu(x @ w).sum(-1))
+    cached = torch.compile(lambda x, w: torch.tanh(x @ w).amax(-1))
+    with artifacts.first_run("full"):
+        out = full(x, w)
+    after_first = stamps()
+    with artifacts.first_run("full"):  # a later run of the same graph writes nothing
+        out = full(x, w)
+    with artifacts.first_run("cached"):
+        out = out + cached(x, w)
+    print(json.dumps({"loaded": sorted(artifacts.loaded_graphs), "stamps": [after_first, stamps()],
+                      "hits": counters["inductor"]["fxgraph_cache_hit"], "out": out.tolist(),
+                      "held_before": held_before, "held_after": held()}))
     """
 )
 
@@ -56,14 +70,29 @@ def run_side(cache_dir: Path, inductor_dir: Path) -> dict:
 def test_second_process_hits_the_first_ones_kernels(tmp_path):
     first = run_side(tmp_path / "kernels", tmp_path / "inductor-a")
     assert first["loaded"] == [] and first["hits"] == 0
-    assert all(Path(p).is_file() for p in first["saved"])
+    (full_after_first, cached_after_first), (full_end, cached_end) = first["stamps"]
+    assert full_after_first is not None and cached_after_first is None  # saved after its own first run
+    assert full_end == full_after_first and cached_end is not None  # not again after its second
+    # our graphs' records were set aside and dropped; the compile before ours is still in PyTorch's store
+    assert first["held_before"] > 0 and first["held_after"] == first["held_before"]
     second = run_side(tmp_path / "kernels", tmp_path / "inductor-b")
     assert second["loaded"] == ["cached", "full"]
     assert second["hits"] == 2, "a graph compiled from scratch in the second process"
-    assert second["saved"] == ["None", "None"]  # loaded graphs are not written again
+    assert second["stamps"][1] == first["stamps"][1]  # loaded graphs are not written again
     assert second["out"] == first["out"]
     names = sorted(p.name for p in (tmp_path / "kernels").iterdir())
     assert names == ["unet-probe-cached.bin", "unet-probe-full.bin"]  # no partial files left
+    full_keys, cached_keys = (file_keys(tmp_path / "kernels" / name) for name in ("unet-probe-full.bin",
+                                                                                  "unet-probe-cached.bin"))
+    assert full_keys and cached_keys and not full_keys & cached_keys  # each file holds its own graph
+
+
+def file_keys(path: Path) -> set:
+    """The artifact keys one file holds (read without loading them into the caches)."""
+    from torch.compiler._cache import CacheArtifactManager
+
+    artifacts = CacheArtifactManager.deserialize(path.read_bytes())
+    return {(kind, a.key) for kind, items in artifacts.items() for a in items}
 
 
 def test_a_damaged_file_is_ignored(tmp_path, caplog):
