@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 ENV_DIR = "LATENTSYNC_COMPILE_CACHE"
 _MODEL_SOURCES = ("attention.py", "layers.py", "motion.py", "unet.py", "unet_blocks.py", "unet_model.py")
-_STORE_LOCK = threading.Lock()  # one graph's own artifact store at a time (the store is PyTorch's, per process)
+_STORE_LOCK = threading.RLock()  # one graph's own artifact store at a time (the store is PyTorch's, per process)
 
 
 def _own_artifact_store() -> ContextManager[None]:
