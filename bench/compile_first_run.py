@@ -103,7 +103,27 @@ def child(res: int, batch: int, kernels: str, ff_max_hidden: int = 0) -> dict:
         "loaded_keys": [_keys(info) for info in wrapper.artifacts.loaded_info] if wrapper.artifacts else None,
         "saved_keys": _keys(wrapper.artifacts.saved_info) if wrapper.artifacts else None,
         "artifact_mb": {p.name: round(os.path.getsize(p) / 1e6, 1) for p in Path(kernels).glob("*.bin")},
+        "host_memory": host_memory(),
     }
+
+
+def host_memory() -> dict:
+    """This process's host memory after its compiles: resident now and at its peak (GiB), and the artifact content
+    PyTorch's process-wide store still holds (MB; records and serialised form), which ``first_run`` drops."""
+    status = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                status[key] = round(int(value.split()[0]) / 2**20, 3)
+    try:
+        from torch.compiler._cache import CacheArtifactManager as store
+
+        records = sum(len(a.content) for a in store._seen_artifacts if isinstance(a.content, (bytes, bytearray)))
+        status["artifact_store_mb"] = round((records + len(store._serializer.to_bytes())) / 1e6, 1)
+    except (ImportError, AttributeError):
+        status["artifact_store_mb"] = None
+    return status
 
 
 def _keys(info) -> dict | None:
