@@ -34,16 +34,19 @@ STAGES = tuple(Impl.group_of)  # the runner's stages, in the order they come
 
 
 class Recorder:
-    """Stage timer with a device sync at each boundary (accumulates per stage name)."""
+    """Stage timer with a device sync at each boundary (accumulates per stage name). ``sync=False`` leaves the
+    device alone, as the product's runner (no timer) does: the total is then the product's, and each stage's time is
+    the host's, the GPU's work counted where the host waits for it."""
 
-    def __init__(self) -> None:
+    def __init__(self, sync: bool = True) -> None:
+        self.sync = sync and torch.cuda.is_available()
         self.seconds: dict[str, float] = {}
         self.annotate = False  # mark each stage in a profiler trace (--trace)
         self.current = "between stages"  # the stage the main thread is in (RssByStage reads it)
 
     @contextlib.contextmanager
     def stage(self, name: str):
-        if torch.cuda.is_available():
+        if self.sync:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         mark = torch.profiler.record_function(f"stage:{name}") if self.annotate else contextlib.nullcontext()
@@ -51,7 +54,7 @@ class Recorder:
         try:
             with mark:
                 yield
-                if torch.cuda.is_available():
+                if self.sync:
                     torch.cuda.synchronize()
         finally:
             self.current = outer
@@ -227,6 +230,8 @@ def main() -> None:
                     "window (RunOptions.trim_host_heap=False): prices the trim against host RSS")
     ap.add_argument("--fp8", choices=["row", "tensor"], default=None,
                     help="the U-Net's transformer linears in FP8 with this scaling (latentsync.models.fp8)")
+    ap.add_argument("--no-stage-sync", action="store_true", help="no device sync at the stage boundaries: the total "
+                    "is the product's own (its runner syncs only where it must), the stages are the host's times")
     ap.add_argument("--fused-temporal", action="store_true", help="the motion modules' attention through one fused "
                     "Triton kernel (latentsync.models.motion.use_fused_short_attention; an experiment, off in the product)")
     ap.add_argument("--trace", metavar="DIR", help="after each timed run, one more under torch.profiler: its Chrome "
@@ -259,6 +264,8 @@ def main() -> None:
                 case["fp8"] = args.fp8
             if args.fused_temporal:
                 case["fused_temporal"] = True
+            if args.no_stage_sync:
+                case["stage_sync"] = False
             if args.compile_mode:
                 case["compile_mode"] = args.compile_mode
             if args.replay_tail:
@@ -271,7 +278,7 @@ def main() -> None:
                 case["keep_host_heap"] = True
             if args.encode_threads:
                 case["encode_threads"] = args.encode_threads
-            rec = Recorder()
+            rec = Recorder(sync=not args.no_stage_sync)
             impl = Impl(case, rec, work)
             impl.run(warm_v, warm_a, os.path.join(work, "warm_out.mp4"), landmarks)
             gc.collect()
