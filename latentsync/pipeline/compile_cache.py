@@ -113,8 +113,8 @@ class CompileArtifacts:
     98 s). A save's last batch is the graph just compiled, so each file holds its graph whatever PyTorch keeps.
 
     PyTorch also keeps every recorded artifact for the rest of the process, twice (the records and their serialised
-    form): the U-Net's and VAE's kernels, hundreds of MB of host memory after a cold compile (an H200 process that
-    compiled cold peaked 0.43 GiB above one that loaded the files). :meth:`first_run` records into a store of the
+    form): after a cold compile, the U-Net's and VAE's kernels (an H200 process that compiled cold peaked 0.43 GiB
+    above one that loaded the files). :meth:`first_run` records into a store of the
     graph's own, saves it and drops it, leaving PyTorch's store as it was.
     """
 
