@@ -29,6 +29,7 @@ from diffusers_import import prefer_image_diffusers  # noqa: E402
 prefer_image_diffusers()  # the GPU image's diffusers, without its broken transformers / peft (before the adapter)
 
 from latentsync_impl import Impl  # noqa: E402
+from proc_status import status_gib  # noqa: E402
 
 STAGES = tuple(Impl.group_of)  # the runner's stages, in the order they come
 
@@ -65,13 +66,7 @@ def rss_breakdown_gib() -> dict[str, float]:
     """The resident set by kind (/proc/self/status): anonymous, file-backed (libraries, mapped files: shared and
     reclaimable), shared memory, and the locked and pinned pages among them."""
     keys = {"RssAnon": "anon", "RssFile": "file", "RssShmem": "shmem", "VmLck": "locked", "VmPin": "pinned"}
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            name, _, value = line.partition(":")
-            if name in keys:
-                out[keys[name]] = round(int(value.split()[0]) / 2**20, 3)
-    return out
+    return {keys[name]: round(gib, 3) for name, gib in status_gib(*keys).items()}
 
 
 class RssByStage:
@@ -123,11 +118,7 @@ class Landmarks:
 
 
 def vm_hwm_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return status_gib("VmHWM").get("VmHWM", float("nan")) * 1024
 
 
 def reset_hwm() -> None:

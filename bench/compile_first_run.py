@@ -110,12 +110,9 @@ def child(res: int, batch: int, kernels: str, ff_max_hidden: int = 0) -> dict:
 def host_memory() -> dict:
     """This process's host memory after its compiles: resident now and at its peak (GiB), and the artifact content
     PyTorch's process-wide store still holds (MB; records and serialised form), which ``first_run`` drops."""
-    status = {}
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                status[key] = round(int(value.split()[0]) / 2**20, 3)
+    from proc_status import status_gib
+
+    status = {name: round(gib, 3) for name, gib in status_gib("VmRSS", "VmHWM").items()}
     try:
         from torch.compiler._cache import CacheArtifactManager as store
 

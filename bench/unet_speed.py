@@ -123,6 +123,24 @@ def first_call(fn):
     return out, time.perf_counter() - c0
 
 
+def compiled_variant_rows(compiled, inputs_: tuple, ref: torch.Tensor, *, res: int, chunks: int, flops, name: str,
+                          error_key: str, row, breakdown: dict, **extra) -> None:
+    """A compiled variant's rows: its first call (the compile), its full step's time and rel-L2 against ``ref``
+    (under ``error_key``), its kernels, and its DeepCache step's time."""
+    sample, t, audio = inputs_
+    with torch.inference_mode():
+        out, compile_s = first_call(lambda: compiled(sample, t, audio))
+        err = ((out.float() - ref).norm() / ref.norm()).item()
+        ms = median_ms(lambda: compiled(sample, t, audio))
+        row(res=res, chunks=chunks, variant=f"compile-cl-{name}", ms=ms, ms_per_chunk=ms / chunks, compile_s=compile_s,
+            tflops=(flops / ms / 1e9) if flops else None, **{error_key: err}, **extra)
+        breakdown[f"{res}-compile-cl-{name}-k{chunks}"] = kernel_breakdown(lambda: compiled(sample, t, audio))
+        state = DeepCacheState()
+        compiled(sample, t, audio, deepcache=state)
+        ms = median_ms(lambda: compiled(sample, t, audio, deepcache=state))
+        row(res=res, chunks=chunks, variant=f"compile-cached-cl-{name}", ms=ms, ms_per_chunk=ms / chunks)
+
+
 def fp8_rows(model, scaling: str, cases: str, flops_of: dict, row, breakdown: dict, dev, dtype) -> None:
     """The compiled U-Net with its linears in FP8 (``latentsync.models.fp8``): step time, and its output's
     rel-L2 against the fp16 model on the same inputs (full step)."""
@@ -133,21 +151,11 @@ def fp8_rows(model, scaling: str, cases: str, flops_of: dict, row, breakdown: di
     fp8_model = copy.deepcopy(model)
     n = convert_linears(fp8_model, scaling=scaling)
     for res, chunks in [tuple(int(v) for v in c.split(":")) for c in cases.split(",")]:
-        compiled, (sample, t, audio), flops = compiled_case(fp8_model, res, chunks, flops_of, dev, dtype)
+        compiled, case_inputs, flops = compiled_case(fp8_model, res, chunks, flops_of, dev, dtype)
         with torch.inference_mode():
-            out, compile_s = first_call(lambda: compiled(sample, t, audio))
-            ref = model(sample, t, audio).float()
-            err = ((out.float() - ref).norm() / ref.norm()).item()
-            ms = median_ms(lambda: compiled(sample, t, audio))
-            row(res=res, chunks=chunks, variant=f"compile-cl-fp8-{scaling}", ms=ms, ms_per_chunk=ms / chunks,
-                compile_s=compile_s, tflops=(flops / ms / 1e9) if flops else None, rel_l2_vs_fp16=err, linears=n)
-            key = f"{res}-compile-cl-fp8-{scaling}-k{chunks}"
-            breakdown[key] = kernel_breakdown(lambda: compiled(sample, t, audio))
-            state = DeepCacheState()
-            compiled(sample, t, audio, deepcache=state)
-            ms = median_ms(lambda: compiled(sample, t, audio, deepcache=state))
-            row(res=res, chunks=chunks, variant=f"compile-cached-cl-fp8-{scaling}", ms=ms, ms_per_chunk=ms / chunks)
-            state = None
+            ref = model(*case_inputs).float()
+        compiled_variant_rows(compiled, case_inputs, ref, res=res, chunks=chunks, flops=flops, name=f"fp8-{scaling}",
+                              error_key="rel_l2_vs_fp16", row=row, breakdown=breakdown, linears=n)
     del fp8_model
     torch.cuda.empty_cache()
 
@@ -158,25 +166,14 @@ def fused_temporal_rows(model, cases: str, flops_of: dict, row, breakdown: dict,
     from latentsync.models.motion import use_fused_short_attention
 
     for res, chunks in [tuple(int(v) for v in c.split(":")) for c in cases.split(",")]:
-        compiled, (sample, t, audio), flops = compiled_case(model, res, chunks, flops_of, dev, dtype)
+        compiled, case_inputs, flops = compiled_case(model, res, chunks, flops_of, dev, dtype)
         with torch.inference_mode():
-            ref = model(sample, t, audio).float()  # eager, before the switch (torch.compile traces at its first call)
+            ref = model(*case_inputs).float()  # eager, before the switch (torch.compile traces at its first call)
         layers = use_fused_short_attention(model)
         try:
-            with torch.inference_mode():
-                out, compile_s = first_call(lambda: compiled(sample, t, audio))
-                err = ((out.float() - ref).norm() / ref.norm()).item()
-                ms = median_ms(lambda: compiled(sample, t, audio))
-                row(res=res, chunks=chunks, variant="compile-cl-fused-temporal", ms=ms, ms_per_chunk=ms / chunks,
-                    compile_s=compile_s, tflops=(flops / ms / 1e9) if flops else None, rel_l2_vs_unfused=err,
-                    layers=layers)
-                breakdown[f"{res}-compile-cl-fused-temporal-k{chunks}"] = kernel_breakdown(
-                    lambda: compiled(sample, t, audio))
-                state = DeepCacheState()
-                compiled(sample, t, audio, deepcache=state)
-                ms = median_ms(lambda: compiled(sample, t, audio, deepcache=state))
-                row(res=res, chunks=chunks, variant="compile-cached-cl-fused-temporal", ms=ms, ms_per_chunk=ms / chunks)
-                state = None
+            compiled_variant_rows(compiled, case_inputs, ref, res=res, chunks=chunks, flops=flops,
+                                  name="fused-temporal", error_key="rel_l2_vs_unfused", row=row, breakdown=breakdown,
+                                  layers=layers)
         finally:
             use_fused_short_attention(model, on=False)
         torch.cuda.empty_cache()

@@ -197,4 +197,9 @@ class CompileArtifacts:
         return target
 
 
-__all__ = ["CompileArtifacts", "ENV_DIR", "default_cache_dir", "kernels_kept", "package_version", "setup_key"]
+def first_run_of(artifacts: Optional[CompileArtifacts], graph: str) -> ContextManager[None]:
+    """Around each call of a compiled graph: ``artifacts.first_run(graph)``, or nothing where no kernels are kept."""
+    return contextlib.nullcontext() if artifacts is None else artifacts.first_run(graph)
+
+
+__all__ = ["CompileArtifacts", "first_run_of", "ENV_DIR", "default_cache_dir", "kernels_kept", "package_version", "setup_key"]

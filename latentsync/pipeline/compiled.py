@@ -12,16 +12,16 @@ runs eagerly and :attr:`CompiledUNet.fallback_reason` says why. The compiled ker
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
 import shutil
 from pathlib import Path
-from typing import Any, ContextManager, Optional
+from typing import Any, Optional
 
 import torch
 
-from .compile_cache import CompileArtifacts, default_cache_dir, kernels_kept, package_version, setup_key
+from .compile_cache import (CompileArtifacts, default_cache_dir, first_run_of, kernels_kept, package_version,
+                            setup_key)
 from .cuda_graphs import ShapeGraph, clone_outputs
 
 log = logging.getLogger(__name__)
@@ -90,11 +90,11 @@ class CompiledUNet:
         self.unet._check_inputs(sample, encoder_hidden_states)
         try:
             if deepcache is not None and deepcache.cached is not None:
-                with self._first_run("cached"):
+                with first_run_of(self.artifacts, "cached"):
                     return call_graph(self._cached, self.mode, sample, timestep, encoder_hidden_states,
                                       self.unet._checked_cache(deepcache, sample))
             # one graph for DeepCache on and off: the full step always returns the state a cached step needs
-            with self._first_run("full"):
+            with first_run_of(self.artifacts, "full"):
                 eps, captured = call_graph(self._full, self.mode, sample, timestep, encoder_hidden_states,
                                            capture=True)
         except (torch.cuda.OutOfMemoryError, KeyboardInterrupt, ValueError):
@@ -115,10 +115,6 @@ class CompiledUNet:
         if not self.replay_short_chunks or self.mode == CUDA_GRAPHS_MODE:
             return self
         return ShortChunkSteps(self.unet)
-
-    def _first_run(self, graph: str) -> ContextManager[None]:
-        """Around each call of a graph; the kernels of its first run in this process are kept."""
-        return contextlib.nullcontext() if self.artifacts is None else self.artifacts.first_run(graph)
 
 
 class ShortChunkSteps:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional, Protocol, runtime_checkable
 import torch
 
 from ..configs import VAE_SCALING_FACTOR, VAE_SHIFT_FACTOR
+from .compile_cache import first_run_of
 from .compiled import call_graph
 
 log = logging.getLogger(__name__)
@@ -94,9 +95,7 @@ class DiffusersVAE:
         """The compiled encoder or decoder on ``x``; the plain module once compiling has failed."""
         if self._graphs is not None:
             try:
-                if self.artifacts is None:
-                    return call_graph(self._graphs[name], self.mode, x)
-                with self.artifacts.first_run(f"{name}-{'x'.join(map(str, x.shape))}"):  # a graph per part and shape
+                with first_run_of(self.artifacts, f"{name}-{'x'.join(map(str, x.shape))}"):  # a graph per part, shape
                     return call_graph(self._graphs[name], self.mode, x)
             except (torch.cuda.OutOfMemoryError, KeyboardInterrupt):
                 raise

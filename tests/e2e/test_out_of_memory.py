@@ -61,7 +61,6 @@ def run(loaded, video, audio, out, *, batch_chunks=1, steps=2, timer=None):
                         dtype=torch.float32, timer=timer)
 
 
-
 def frames_of(path: Path) -> np.ndarray:
     return read_video(str(path)).frames.numpy().astype(np.int16)
 
