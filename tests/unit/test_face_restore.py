@@ -194,3 +194,62 @@ def test_processing_in_small_parts_gives_the_same_frames(monkeypatch):
     whole = restore.composite(frames, faces, mats, 256)
     monkeypatch.setattr(restore, "_MAX_WINDOW_PIXELS", 1)
     assert torch.equal(restore.composite(frames, faces, mats, 256), whole)
+
+
+def _blur_reference(plane: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+    """One plane blurred in float64 by two convolutions with mirror padding (kornia's ``gaussian_blur2d``)."""
+    from latentsync.face.resize import reflect_indices
+
+    g = restore._gaussian_kernel(size, sigma, torch.float32, None).double()
+    r = size // 2
+    x = plane.double()[None, None]
+    x = x.index_select(3, reflect_indices(x.shape[3], r, r))
+    x = F.conv2d(x, g.view(1, 1, 1, size))
+    x = x.index_select(2, reflect_indices(x.shape[2], r, r))
+    return F.conv2d(x, g.view(1, 1, size, 1))[0, 0]
+
+
+@pytest.mark.parametrize("hw", [(90, 70), (5, 300), (40, 9)])  # the last two: the mirror folds more than once
+def test_blur_gives_each_plane_its_own_kernel(hw):
+    # Planes with different kernels share one call (and one banded product); each must equal its own float64 blur,
+    # zero exactly where the reference is zero (the composite copies those pixels), for odd sizes and a 1-tap kernel.
+    gen = torch.Generator().manual_seed(3)
+    masks = torch.rand((4, *hw), generator=gen)
+    masks[:, : hw[0] // 3] = 0
+    masks[:, :, -hw[1] // 4 :] = 0
+    masks[1] = 0
+    params = [restore._params_from_edge(edge)[1:] for edge in (10, 3, 0, 17)]
+    for dtype in (torch.float32, torch.float16):
+        out = restore._blur(masks.to(dtype), params)
+        assert out.dtype == dtype and out.shape == masks.shape
+        for i, (size, sigma) in enumerate(params):
+            ref = _blur_reference(masks[i].to(dtype), size, sigma)
+            assert torch.equal(out[i] == 0, ref == 0), (dtype, i)
+            rel, floor = (1e-6, 1e-30) if dtype == torch.float32 else (1e-3, 2.0**-24)  # rounding; fp16's subnormals
+            excess = (out[i].double() - ref).abs() - (rel * ref.abs() + floor)
+            assert excess.max() <= 0, (dtype, i, excess.max().item())
+
+
+def test_blur_operations_do_not_grow_with_kernel_size_or_count():
+    # On a GPU the composite waits on launches: a loop over taps or over kernel sizes would show here. Operations on
+    # image-sized tensors are counted (the few numbers of the kernels themselves are made on the host).
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            tensors = [t for t in tree_flatten((args, kwargs, out))[0] if isinstance(t, torch.Tensor)]
+            Count.calls += any(t.numel() >= 1000 for t in tensors)
+            return out
+
+    masks = torch.rand(3, 64, 48)
+    counts = []
+    for params in ([(21, 3.5)] * 3, [(45, 7.4)] * 3, [(21, 3.5), (33, 5.6), (45, 7.4)]):
+        Count.calls = 0
+        with Count():
+            restore._blur(masks, params)
+        counts.append(Count.calls)
+    assert counts[0] == counts[1] == counts[2], counts
