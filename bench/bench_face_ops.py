@@ -5,11 +5,13 @@ the device (the ComfyUI case: IMAGE tensors live on the CPU). Needs only torch.
 
     python bench/bench_face_ops.py --device cuda            # GPU box
     python bench/bench_face_ops.py --device cpu --threads 2 # local CPU
+    python bench/bench_face_ops.py --baseline restore_old.py  # beside an earlier restore.py (git show REV:...)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import sys
 import time
@@ -68,6 +70,16 @@ def _compare(frames: torch.Tensor, faces: torch.Tensor, mats: torch.Tensor, res:
               f"{100 * (diff > 0).float().mean().item():.4f} % of values differ")
 
 
+def _baseline(path: str):
+    """An earlier ``latentsync/face/restore.py`` (e.g. ``git show REV:latentsync/face/restore.py``), loaded as a module of
+    the same package so that its relative imports resolve against this tree."""
+    spec = importlib.util.spec_from_file_location("latentsync.face._baseline_restore", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -78,6 +90,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     parser.add_argument("--compare-cpu", action="store_true", help="also report device-vs-CPU differences")
+    parser.add_argument("--baseline", metavar="FILE", help="an earlier restore.py: its composite timed beside this one, "
+                        "and the two outputs compared")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -103,6 +117,13 @@ def main() -> None:
                 lambda: restore.composite(frames_dev, faces.half(), mats, res, dtype=torch.float16),
             ),
         ]
+        if args.baseline:
+            old = _baseline(args.baseline)
+            rows.append(("composite fp32, frames on device (baseline)", lambda: old.composite(frames_dev, faces, mats, res)))
+            diff = (old.composite(frames_dev, faces, mats, res).to(torch.int16)
+                    - restore.composite(frames_dev, faces, mats, res).to(torch.int16)).abs()
+            print(f"R={res} composite fp32 against the baseline: max {int(diff.max())} levels, "
+                  f"{int((diff > 0).sum())} of {diff.numel()} values differ")
         if device.type != "cpu":
             rows += [
                 ("warp_faces, CPU frames -> device", lambda: align.warp_faces(frames_cpu, mats, res, device=device)),
@@ -113,7 +134,7 @@ def main() -> None:
             ]
         for label, fn in rows:
             t = _timed(fn, device, args.repeats)
-            print(f"R={res} {label:36s} {1000 * t / args.batch:8.3f} ms/frame")
+            print(f"R={res} {label:44s} {1000 * t / args.batch:8.3f} ms/frame")
         if args.compare_cpu and device.type != "cpu":
             _compare(frames_cpu[:2], faces[:2].cpu(), mats[:2], res, device)
         params = restore.outline_params(mats[:1], (args.height, args.width), res)[0]
