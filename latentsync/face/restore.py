@@ -95,11 +95,12 @@ def _erode(mask: torch.Tensor, size: int) -> torch.Tensor:
     return _window_min(_window_min(padded, size, 1), size, 2)
 
 
-def _gaussian_kernel(size: int, sigma: float, dtype: torch.dtype, device: torch.device | None) -> torch.Tensor:
-    offsets = torch.arange(size, device=device, dtype=dtype) - size // 2
-    sig = torch.tensor(sigma, device=device, dtype=dtype)
+def _gaussian_kernel(size: int, sigma: float) -> torch.Tensor:
+    """The blur's taps, float64 holding float32 values (computed in float32, as kornia does), on the host."""
+    offsets = torch.arange(size, dtype=torch.float32) - size // 2
+    sig = torch.tensor(sigma, dtype=torch.float32)
     kernel = torch.exp(-offsets.pow(2.0) / (2 * sig.pow(2.0)))
-    return kernel / kernel.sum()
+    return (kernel / kernel.sum()).double()
 
 
 _BLUR_BLOCK = 64  # outputs per block of the blur's banded product (64: fastest on a CPU for kernels of 21-35 taps)
@@ -125,7 +126,7 @@ def _blur(mask: torch.Tensor, params: list[tuple[int, float]]) -> torch.Tensor:
     taps = torch.zeros((len(params), 2 * radius + 1), dtype=torch.float64)  # on the host: one copy to the device
     for size, sigma in set(params):
         members = torch.tensor([i for i, p in enumerate(params) if p == (size, sigma)])
-        taps[members, radius - size // 2 : radius + size // 2 + 1] = _gaussian_kernel(size, sigma, torch.float32, None).double()
+        taps[members, radius - size // 2 : radius + size // 2 + 1] = _gaussian_kernel(size, sigma)
     work = _blur_dtype(mask.device)
     band = _banded(taps.to(mask.device, work), _BLUR_BLOCK)
     along_x = _blur_axis(mask.to(work), band, radius, 2)  # along x first, then y, as kornia
@@ -344,13 +345,14 @@ def _blend_windows(
 
     edges = _edge_sizes(outline_full.sum(dim=(1, 2)))
     params = [_params_from_edge(edge) for edge in edges]
-    if len(set(edges)) == 1:
-        centre = _erode(outline, params[0][0])
+    erode_sizes = sorted({erode for erode, _, _ in params})
+    if len(erode_sizes) == 1:
+        centre = _erode(outline, erode_sizes[0])
     else:
         centre = torch.empty_like(outline)
-        for edge in sorted(set(edges)):
-            members = torch.tensor([i for i, e in enumerate(edges) if e == edge], device=device)
-            centre.index_copy_(0, members, _erode(outline.index_select(0, members), _params_from_edge(edge)[0]))
+        for size in erode_sizes:
+            members = torch.tensor([i for i, p in enumerate(params) if p[0] == size], device=device)
+            centre.index_copy_(0, members, _erode(outline.index_select(0, members), size))
     soft = _blur(centre, [(blur, sigma) for _, blur, sigma in params])
 
     base = window.to(dtype)

@@ -200,7 +200,7 @@ def _blur_reference(plane: torch.Tensor, size: int, sigma: float) -> torch.Tenso
     """One plane blurred in float64 by two convolutions with mirror padding (kornia's ``gaussian_blur2d``)."""
     from latentsync.face.resize import reflect_indices
 
-    g = restore._gaussian_kernel(size, sigma, torch.float32, None).double()
+    g = restore._gaussian_kernel(size, sigma)
     r = size // 2
     x = plane.double()[None, None]
     x = x.index_select(3, reflect_indices(x.shape[3], r, r))
