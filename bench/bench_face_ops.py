@@ -11,6 +11,7 @@ the device (the ComfyUI case: IMAGE tensors live on the CPU). Needs only torch.
 from __future__ import annotations
 
 import argparse
+import importlib.machinery
 import importlib.util
 import math
 import sys
@@ -73,7 +74,8 @@ def _compare(frames: torch.Tensor, faces: torch.Tensor, mats: torch.Tensor, res:
 def _baseline(path: str):
     """An earlier ``latentsync/face/restore.py`` (e.g. ``git show REV:latentsync/face/restore.py``), loaded as a module of
     the same package so that its relative imports resolve against this tree."""
-    spec = importlib.util.spec_from_file_location("latentsync.face._baseline_restore", path)
+    name = "latentsync.face._baseline_restore"  # any file name, e.g. a shell's <(git show ...)
+    spec = importlib.util.spec_from_file_location(name, path, loader=importlib.machinery.SourceFileLoader(name, path))
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclass looks itself up there
     spec.loader.exec_module(module)
