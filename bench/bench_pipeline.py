@@ -217,6 +217,8 @@ def main() -> None:
                     "stage's peak (host_rss_peak_by_stage_gib)")
     ap.add_argument("--keep-cache", action="store_true", help="keep the allocator's cached blocks between the stages "
                     "(RunOptions.release_cache=False): no emptying, no device-wide wait, a higher reserved peak")
+    ap.add_argument("--release-cache", action="store_true", help="empty the allocator's cache between the stages under "
+                    "every allocator (RunOptions.release_cache=True; the default skips it under cudaMallocAsync)")
     ap.add_argument("--keep-host-heap", action="store_true", help="do not give the C heap's free pages back after each "
                     "window (RunOptions.trim_host_heap=False): prices the trim against host RSS")
     ap.add_argument("--fp8", choices=["row", "tensor"], default=None,
@@ -265,6 +267,8 @@ def main() -> None:
                 case["tail_alone"] = True
             if args.keep_cache:
                 case["keep_cache"] = True
+            if args.release_cache:
+                case["release_cache"] = True
             if args.keep_host_heap:
                 case["keep_host_heap"] = True
             if args.encode_threads:

@@ -57,7 +57,10 @@ class RunOptions:
     models_dirs: Sequence[str] = ()  # models roots/folders searched for the insightface files
     require_face: bool = False  # raise NoFaceError (before generating) when no frame has a usable face
     vae_batch: int = 16  # faces per VAE call (halved, like batch_chunks, when the device runs out of memory)
-    release_cache: bool = True  # give the allocator's cached blocks back after each VAE stage: a lower VRAM peak
+    # give the allocator's cached blocks back after the VAE stages and the composite (a lower VRAM peak, at a
+    # device-wide wait each): None = where it lowers the peak, i.e. not under cudaMallocAsync (ComfyUI's default),
+    # whose pool peaked the same without it (docs/performance.md, session 16); True / False = always / never
+    release_cache: Optional[bool] = None
     trim_host_heap: bool = True  # give the C heap's free pages back after each window: a lower host RSS
     metadata: Mapping[str, str] = field(default_factory=dict)  # container tags of the mp4 (e.g. ComfyUI's workflow)
     min_sync: Optional[float] = None  # sync gate: None = off; else segments below this SyncNet confidence are redone
@@ -221,6 +224,17 @@ class _HostWindow:
         frames = self._frames if self._frames is not None else self._decode_again()
         self._frames = None if self._decode_again is not None else frames
         return frames
+
+
+def releases_cache(device: torch.device, release_cache: Optional[bool], backend: Optional[str] = None) -> bool:
+    """Whether a run on ``device`` empties the allocator's cache between its stages (``RunOptions.release_cache``).
+    Left to the pack (None), it does except under ``cudaMallocAsync``: there the pool's peak was the same without the
+    release, and each release waits for the whole device, which keeps the host from queueing the next stage."""
+    if device.type != "cuda" or release_cache is False:
+        return False
+    if release_cache:
+        return True
+    return (backend or torch.cuda.get_allocator_backend()) != "cudaMallocAsync"
 
 
 class _HostCopy:
@@ -464,10 +478,12 @@ def lipsync_file(
             settle()
         return composite_window(a, b, frames, mats, generated, edges)
 
+    releases = releases_cache(device, options.release_cache)
+
     def settle() -> None:
         """Give the cached blocks of the stage just done back to the device, so that the VAE's, the U-Net's and the
         compositing's temporaries (each a different set of sizes) are not all held at once."""
-        if device.type == "cuda" and options.release_cache:
+        if releases:
             free_cached_memory(device)
 
     def align_window(a: int, b: int, source_frames: np.ndarray) -> tuple:
