@@ -6,8 +6,6 @@ the device (the ComfyUI case: IMAGE tensors live on the CPU). Needs only torch.
     python bench/bench_face_ops.py --device cuda            # GPU box
     python bench/bench_face_ops.py --device cpu --threads 2 # local CPU
     python bench/bench_face_ops.py --baseline restore_old.py  # beside an earlier restore.py (git show REV:...)
-    python bench/bench_face_ops.py --behind-ms 60  # the composite queued behind 60 ms of device work, with and
-                                                   # without its outline edges handed in (the pipeline's case)
 """
 
 from __future__ import annotations
@@ -73,26 +71,6 @@ def _compare(frames: torch.Tensor, faces: torch.Tensor, mats: torch.Tensor, res:
               f"{100 * (diff > 0).float().mean().item():.4f} % of values differ")
 
 
-def _spin_cycles(device: torch.device, ms: float) -> int:
-    """GPU clock cycles that ``torch.cuda._sleep`` needs to keep ``device`` busy for about ``ms``."""
-    probe = 10_000_000
-    torch.cuda._sleep(probe)  # warm-up
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    torch.cuda._sleep(probe)
-    end.record()
-    end.synchronize()
-    return int(probe * ms / start.elapsed_time(end))
-
-
-def _behind(fn, device: torch.device, cycles: int, repeats: int) -> float:
-    """Seconds per call of ``fn`` queued right behind ``cycles`` of device work (the work included)."""
-    def both():
-        torch.cuda._sleep(cycles)
-        fn()
-    return _timed(both, device, repeats)
-
-
 def _baseline(path: str):
     """An earlier ``latentsync/face/restore.py`` (e.g. ``git show REV:latentsync/face/restore.py``), loaded as a module of
     the same package so that its relative imports resolve against this tree."""
@@ -116,9 +94,6 @@ def main() -> None:
     parser.add_argument("--compare-cpu", action="store_true", help="also report device-vs-CPU differences")
     parser.add_argument("--baseline", metavar="FILE", help="an earlier restore.py: its composite timed beside this one, "
                         "and the two outputs compared")
-    parser.add_argument("--behind-ms", type=float, default=0.0,
-                        help="CUDA: also time the composite queued behind this much device work (as behind the VAE "
-                        "decode), with and without outline_edges handed in")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -159,20 +134,9 @@ def main() -> None:
                     lambda: restore.composite(frames_cpu, faces, mats, res, device=device),
                 ),
             ]
-        edges = restore.outline_edges(mats, (args.height, args.width), res, device=device).cpu()
-        rows.append(("composite fp32, frames on device, edges given",
-                     lambda: restore.composite(frames_dev, faces, mats, res, edges=edges)))
         for label, fn in rows:
             t = _timed(fn, device, args.repeats)
             print(f"R={res} {label:44s} {1000 * t / args.batch:8.3f} ms/frame")
-        if args.behind_ms and device.type == "cuda":
-            cycles = _spin_cycles(device, args.behind_ms)
-            spin = _timed(lambda: torch.cuda._sleep(cycles), device, args.repeats)
-            plain = _behind(lambda: restore.composite(frames_dev, faces, mats, res), device, cycles, args.repeats)
-            given = _behind(lambda: restore.composite(frames_dev, faces, mats, res, edges=edges), device,
-                            cycles, args.repeats)
-            print(f"R={res} behind {1000 * spin:.1f} ms of device work, ms per {args.batch}-frame call (work "
-                  f"included): composite {1000 * plain:.1f}, with edges given {1000 * given:.1f}")
         if args.compare_cpu and device.type != "cpu":
             _compare(frames_cpu[:2], faces[:2].cpu(), mats[:2], res, device)
         params = restore.outline_params(mats[:1], (args.height, args.width), res)[0]

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from .align import crop_size
 from .warp import (
     WARP_FILL,
-    bilinear_coverage,
     bilinear_sample,
     gather_windows,
     invert_affine,
@@ -49,14 +48,9 @@ def paste_mouth(decoded: torch.Tensor, reference: torch.Tensor, mask: torch.Tens
     return decoded * regenerate + reference.to(decoded.dtype) * (1 - regenerate)
 
 
-def _edge_tensor(areas: torch.Tensor) -> torch.Tensor:
-    """``int(sqrt(area)) // 20`` per frame (int64, where ``areas`` is), the square root taken in float32 as upstream."""
-    return areas.to(torch.float32).sqrt().floor().to(torch.int64) // 20
-
-
 def _edge_sizes(areas: torch.Tensor) -> list[int]:
-    """:func:`_edge_tensor` read on the host (one wait for the device)."""
-    return _edge_tensor(areas).cpu().tolist()
+    """``int(sqrt(area)) // 20`` per frame, with the square root taken in float32 as upstream (one host sync)."""
+    return (areas.to(torch.float32).sqrt().floor().to(torch.int64) // 20).cpu().tolist()
 
 
 def _params_from_edge(edge: int) -> tuple[int, int, float]:
@@ -258,51 +252,21 @@ def _window_positions(plan: _Plan, part: torch.Tensor, ys: torch.Tensor, xs: tor
     return x, y
 
 
-def outline_edges(
-    matrices: torch.Tensor,
-    frame_hw: tuple[int, int],
-    resolution: int,
-    *,
-    apply: torch.Tensor | None = None,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """Per frame the outline's edge size ``int(sqrt(area)) // 20`` that sets :func:`composite`'s erosion and blur;
-    int64 ``(F,)`` on ``device`` (default: the CPU), -1 where the frame is not pasted (``apply`` off or face off-frame).
-
-    It depends on the matrices alone, so a pipeline can compute it on the device when a window is aligned and hand
-    it to :func:`composite` (``edges=``), which then never waits for the device. The numbers are
-    :func:`composite`'s own only when computed on its work device, for the same matrices, frame size and ``apply``.
-    """
-    mats = validate_matrices(matrices, matrices.shape[0], "outline_edges")
-    active = _active_frames(apply, mats.shape[0], "outline_edges")
-    work_device = torch.device(device) if device is not None else torch.device("cpu")
-    edges = torch.full((mats.shape[0],), -1, dtype=torch.int64, device=work_device)
-    if active.numel() == 0:
-        return edges
-    plan = _plan(mats[active], (int(frame_hw[0]), int(frame_hw[1])), resolution)
-    for part, ys, xs, win_hw in plan.chunks(torch.arange(active.numel())):
-        x, y = _window_positions(plan, part, ys, xs, win_hw, work_device)
-        area = _erode(bilinear_coverage(x, y, plan.crop_hw), 2).sum(dim=(1, 2))
-        edges[active[part].to(work_device)] = _edge_tensor(area)
-    return edges
-
-
 def outline_params(
     matrices: torch.Tensor, frame_hw: tuple[int, int], resolution: int
 ) -> list[tuple[int, int, float] | None]:
     """Per frame ``(erosion kernel, blur kernel, sigma)`` that :func:`composite` uses (None: face off-frame)."""
-    edges = outline_edges(matrices, frame_hw, resolution).tolist()
-    return [_params_from_edge(edge) if edge >= 0 else None for edge in edges]
-
-
-def _active_frames(apply: torch.Tensor | None, count: int, name: str) -> torch.Tensor:
-    """Indices (host int64) of the frames that ``apply (F,)`` selects; all of them for None."""
-    if apply is None:
-        return torch.arange(count)
-    flags = torch.as_tensor(apply).detach().to("cpu", torch.bool).reshape(-1)
-    if flags.numel() != count:
-        raise ValueError(f"{name}: apply has {flags.numel()} entries for {count} frames.")
-    return torch.nonzero(flags).flatten()
+    mats = validate_matrices(matrices, matrices.shape[0], "outline_params")
+    plan = _plan(mats, (int(frame_hw[0]), int(frame_hw[1])), resolution)
+    result: list[tuple[int, int, float] | None] = [None] * mats.shape[0]
+    ones = torch.ones((mats.shape[0], *plan.crop_hw, 1), dtype=torch.uint8)
+    for part, ys, xs, win_hw in plan.chunks(torch.arange(mats.shape[0])):
+        x, y = _window_positions(plan, part, ys, xs, win_hw, torch.device("cpu"))
+        _, coverage = bilinear_sample(ones[part], x, y)
+        edges = _edge_sizes(_erode(coverage, 2).sum(dim=(1, 2)))
+        for item, edge in zip(part.tolist(), edges):
+            result[item] = _params_from_edge(edge)
+    return result
 
 
 def composite(
@@ -314,7 +278,6 @@ def composite(
     apply: torch.Tensor | None = None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
-    edges: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Blend generated faces back into their frames; returns new uint8 frames ``(F, H, W, C)``.
 
@@ -323,9 +286,6 @@ def composite(
     crop as used for alignment; ``apply (F,)`` bool selects the frames to touch (others are copied).
     Work happens on ``device`` (default: the frames' device) in ``dtype``; only windows around the faces
     travel there. Frame pixels where the soft mask is 0 come back unchanged, bit for bit.
-    ``edges (F,)``: :func:`outline_edges` for the same inputs on the work device, read on the host; given, the
-    blend needs nothing back from the device, so a pipeline can queue it behind the device's earlier work (host
-    matrices and ``apply`` keep it so).
     """
     if frames.dtype != torch.uint8 or frames.dim() != 4 or frames.shape[-1] not in (1, 3, 4):
         raise ValueError(
@@ -340,12 +300,13 @@ def composite(
     if dtype not in (torch.float32, torch.float16):
         raise ValueError(f"composite: dtype must be torch.float32 or torch.float16, got {dtype}.")
     mats = validate_matrices(matrices, count, "composite")
-    active = _active_frames(apply, count, "composite")
-    edge_list = None
-    if edges is not None:
-        edge_list = torch.as_tensor(edges).detach().to("cpu", torch.int64).reshape(-1).tolist()
-        if len(edge_list) != count:
-            raise ValueError(f"composite: edges has {len(edge_list)} entries for {count} frames.")
+    if apply is None:
+        active = torch.arange(count)
+    else:
+        flags = torch.as_tensor(apply).detach().to("cpu", torch.bool).reshape(-1)
+        if flags.numel() != count:
+            raise ValueError(f"composite: apply has {flags.numel()} entries for {count} frames.")
+        active = torch.nonzero(flags).flatten()
 
     out = frames.clone()
     if active.numel() == 0:
@@ -360,13 +321,7 @@ def composite(
         face = faces[frame_index.to(faces.device)].to(work_device, torch.float32)
         planes = _face_planes(bicubic_antialias(face, plan.crop_hw), plane_count).to(dtype)
         x, y = _window_positions(plan, part, ys, xs, win_hw, work_device)
-        chunk_edges = None if edge_list is None else [edge_list[i] for i in frame_index.tolist()]
-        if chunk_edges is not None and min(chunk_edges) < 0:
-            raise ValueError(
-                "composite: edges are -1 for a frame that is pasted; pass outline_edges(...) of the same "
-                "matrices, frame size and apply, or edges=None to compute them here."
-            )
-        blended = _blend_windows(window, planes, x, y, dtype, chunk_edges)
+        blended = _blend_windows(window, planes, x, y, dtype)
         rows = ys.to(dev)[:, None] + torch.arange(win_hw[0], device=dev)
         cols = xs.to(dev)[:, None] + torch.arange(win_hw[1], device=dev)
         out[frame_index.to(dev)[:, None, None], rows[:, :, None], cols[:, None, :], :plane_count] = blended.to(dev)
@@ -374,16 +329,10 @@ def composite(
 
 
 def _blend_windows(
-    window: torch.Tensor,
-    planes: torch.Tensor,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    dtype: torch.dtype,
-    edges: list[int] | None = None,
+    window: torch.Tensor, planes: torch.Tensor, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype
 ) -> torch.Tensor:
     """Composite face planes ``(N, P, h, w)`` into frame windows ``(N, H, W, P)`` uint8 whose pixels sit
-    at crop positions ``x, y (N, H, W)``; returns the new window pixels (uint8). ``edges``: the outline's edge
-    sizes, read from the device here when None."""
+    at crop positions ``x, y (N, H, W)``; returns the new window pixels (uint8)."""
     device = window.device
     values, coverage = bilinear_sample(planes.permute(0, 2, 3, 1), x, y, dtype=dtype)
     # The fill is 127 in [-1, 1] units (upstream quirk): kept in float32, where the small coverage
@@ -394,8 +343,7 @@ def _blend_windows(
     outline = outline_full.to(dtype)
     pasted = outline[..., None] * warped
 
-    if edges is None:
-        edges = _edge_sizes(outline_full.sum(dim=(1, 2)))
+    edges = _edge_sizes(outline_full.sum(dim=(1, 2)))
     params = [_params_from_edge(edge) for edge in edges]
     erode_sizes = sorted({erode for erode, _, _ in params})
     if len(erode_sizes) == 1:
@@ -413,4 +361,4 @@ def _blend_windows(
     return torch.where(weight > 0, mixed, window)
 
 
-__all__ = ["composite", "outline_edges", "outline_params", "paste_mouth", "soft_mask_params"]
+__all__ = ["composite", "outline_params", "paste_mouth", "soft_mask_params"]

@@ -117,37 +117,6 @@ def bilinear_sample(
     """
     n, height, width, channels = image.shape
     flat = image.reshape(n * height * width, channels)  # windows are small: a copy here is cheap
-    base = torch.arange(n, device=image.device).view(n, 1, 1) * (height * width)
-    fused = _fused_multiply_add_matches_grid_sample(x.device, dtype)
-    values = None
-    coverage = None
-    for weight, ty, tx in _taps(x, y, (height, width)):
-        flat_index = base + ty * width + tx
-        taps = flat.index_select(0, flat_index.reshape(-1)).view(*x.shape, channels).to(dtype)
-        w = weight[..., None].to(dtype)
-        if values is None:
-            values = taps * w
-        elif fused:  # one rounding for product + sum: exact in float64, then rounded once to float32
-            values = (taps.double() * w.double() + values.double()).to(dtype)
-        else:
-            values = values + taps * w
-        coverage = weight if coverage is None else coverage + weight
-    return values, coverage
-
-
-def bilinear_coverage(x: torch.Tensor, y: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """:func:`bilinear_sample`'s ``coverage`` alone, bit for bit, for an ``hw = (H, W)`` image: it depends on the
-    positions only, so it can be computed before the image exists."""
-    coverage = None
-    for weight, _, _ in _taps(x, y, hw):
-        coverage = weight if coverage is None else coverage + weight
-    return coverage
-
-
-def _taps(x: torch.Tensor, y: torch.Tensor, hw: tuple[int, int]):
-    """The four bilinear taps in ``grid_sample``'s order (nw, ne, sw, se): ``(weight, row, column)``, the weight 0
-    for taps outside the ``hw`` image and the indices clamped into it."""
-    height, width = hw
     x0 = torch.floor(x)
     y0 = torch.floor(y)
     east = x - x0
@@ -156,13 +125,28 @@ def _taps(x: torch.Tensor, y: torch.Tensor, hw: tuple[int, int]):
     north = 1 - south
     xi = x0.to(torch.int64)
     yi = y0.to(torch.int64)
+    base = torch.arange(n, device=image.device).view(n, 1, 1) * (height * width)
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    fused = _fused_multiply_add_matches_grid_sample(x.device, dtype)
+    values = None
+    coverage = None
     for dy, wy in ((0, north), (1, south)):
         for dx, wx in ((0, west), (1, east)):
             tx = xi + dx
             ty = yi + dy
             inside = (tx >= 0) & (tx < width) & (ty >= 0) & (ty < height)
-            yield torch.where(inside, wy * wx, zero), ty.clamp(0, height - 1), tx.clamp(0, width - 1)
+            weight = torch.where(inside, wy * wx, zero)
+            flat_index = base + ty.clamp(0, height - 1) * width + tx.clamp(0, width - 1)
+            taps = flat.index_select(0, flat_index.reshape(-1)).view(*x.shape, channels).to(dtype)
+            w = weight[..., None].to(dtype)
+            if values is None:
+                values = taps * w
+            elif fused:  # one rounding for product + sum: exact in float64, then rounded once to float32
+                values = (taps.double() * w.double() + values.double()).to(dtype)
+            else:
+                values = values + taps * w
+            coverage = weight if coverage is None else coverage + weight
+    return values, coverage
 
 
 def roi_extent(lo: torch.Tensor, hi: torch.Tensor, size: int) -> tuple[torch.Tensor, int]:
@@ -198,7 +182,6 @@ def validate_matrices(matrices: torch.Tensor, count: int, name: str) -> torch.Te
 
 __all__ = [
     "WARP_FILL",
-    "bilinear_coverage",
     "bilinear_sample",
     "gather_windows",
     "invert_affine",

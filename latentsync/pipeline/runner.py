@@ -237,26 +237,6 @@ def releases_cache(device: torch.device, release_cache: Optional[bool], backend:
     return (backend or torch.cuda.get_allocator_backend()) != "cudaMallocAsync"
 
 
-class _HostCopy:
-    """A small device tensor copied to the host without waiting: ``get`` waits only for the work queued before the
-    copy (on CUDA; elsewhere the tensor is returned as it is)."""
-
-    def __init__(self, tensor: torch.Tensor):
-        self._done: Optional[torch.cuda.Event] = None
-        if tensor.device.type == "cuda":
-            host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
-            host.copy_(tensor, non_blocking=True)
-            self._done = torch.cuda.Event()
-            self._done.record()
-            tensor = host
-        self._tensor = tensor
-
-    def get(self) -> torch.Tensor:
-        if self._done is not None:
-            self._done.synchronize()
-        return self._tensor
-
-
 @contextlib.contextmanager
 def _cancel_on_error(queued: deque):
     """Cancel the encode jobs not yet started when the run fails (the writer then discards its output)."""
@@ -466,7 +446,7 @@ def lipsync_file(
         """One window on the device: align, encode, sample (with ``smp``), decode, composite; returns the frames on
         the host (pinned when on CUDA, the copy still in flight) and the event that marks the copy done."""
         smp.options.batch_chunks = plan_now.batch_chunks
-        frames, mats, faces, edges = align_window(a, b, held.take())
+        frames, mats, faces = align_window(a, b, held.take())
         with stage("vae_encode"):
             encoded = stages.encode(vae, faces, mask, batch_size=plan_now.vae_batch)
             settle()
@@ -476,7 +456,7 @@ def lipsync_file(
         with stage("vae_decode"):
             generated = stages.decode(vae, latents, faces, mask, batch_size=plan_now.vae_batch)
             settle()
-        return composite_window(a, b, frames, mats, generated, edges)
+        return composite_window(a, b, frames, mats, generated)
 
     releases = releases_cache(device, options.release_cache)
 
@@ -487,27 +467,23 @@ def lipsync_file(
             free_cached_memory(device)
 
     def align_window(a: int, b: int, source_frames: np.ndarray) -> tuple:
-        """A window's frames on the device, their alignment matrices, aligned faces, and the composite's outline
-        sizes on their way to the host (read at the composite, long after the device made them)."""
+        """A window's frames on the device, their alignment matrices and aligned faces."""
         frames = torch.from_numpy(source_frames).to(device)
         mats = matrices[src[a:b]]
         with stage("align"):
-            faces = stages.align_faces(frames, mats, resolution)
-            edges = _HostCopy(stages.outline_edges(mats, frames.shape[1:3], resolution, apply=apply[a:b], device=device))
-            return frames, mats, faces, edges
+            return frames, mats, stages.align_faces(frames, mats, resolution)
 
     def window_audio(a: int, b: int) -> torch.Tensor:
         return stages.audio_windows(features, b - a, fps, start_frame=a,
                                     timestamps=None if times is None else times[a:b])
 
-    def composite_window(a: int, b: int, frames: torch.Tensor, mats: torch.Tensor, generated: torch.Tensor,
-                         edges: "_HostCopy") -> tuple:
+    def composite_window(a: int, b: int, frames: torch.Tensor, mats: torch.Tensor, generated: torch.Tensor) -> tuple:
         """Paste a window's generated faces into its frames; the frames on the host (see ``process``): on a GPU
         already in the encoder's yuv420p (half the bytes to copy and hold, no conversion in the encode thread),
-        except for the sync gate, which scores RGB frames. Matrices, ``apply`` and outline sizes come from the
-        host, so the composite's work queues behind the decode's instead of waiting for it."""
+        except for the sync gate, which scores RGB frames."""
         with stage("composite"):
-            out = stages.composite(frames, generated, mats, resolution, apply=apply[a:b], edges=edges.get())
+            # matrices and apply from the host: device copies would be read straight back, each a wait for the GPU
+            out = stages.composite(frames, generated, mats, resolution, apply=apply[a:b])
             if device.type != "cuda":
                 return out.cpu(), None
             if not gated and out.shape[1] % 2 == 0 and out.shape[2] % 2 == 0:
@@ -543,18 +519,17 @@ def lipsync_file(
     def start_sharded(a: int, b: int, source_frames: np.ndarray) -> tuple:
         """Align a window here and hand its generation to a shard worker (returns at once); the frames wait on the
         host (windows in flight would crowd the device)."""
-        _, mats, faces, edges = align_window(a, b, source_frames)
+        _, mats, faces = align_window(a, b, source_frames)
         job = shards.submit(video_plan, a, b, faces, window_audio(a, b), mask, apply[a:b],
                             vae_batch=max(1, int(options.vae_batch)), dtype=dtype)
-        return a, b, source_frames, mats, edges, job
+        return a, b, source_frames, mats, job
 
-    def finish_sharded(a: int, b: int, source_frames: np.ndarray, mats: torch.Tensor, edges: "_HostCopy",
-                       job) -> tuple:
+    def finish_sharded(a: int, b: int, source_frames: np.ndarray, mats: torch.Tensor, job) -> tuple:
         """Gather a window from its worker and composite it: (end frame, host frames, copy-done event)."""
         with stage("generate_wait"):
             generated = shards.result(job).to(device)
         report("sample", sampler.steps_total(b), steps_total)
-        return (b, *composite_window(a, b, torch.from_numpy(source_frames).to(device), mats, generated, edges))
+        return (b, *composite_window(a, b, torch.from_numpy(source_frames).to(device), mats, generated))
 
     def write(writer, host: torch.Tensor, done: Optional[torch.cuda.Event]) -> None:
         if done is not None:

@@ -28,7 +28,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from ..face.align import warp_faces as align_faces
-from ..face.restore import composite, outline_edges
+from ..face.restore import composite
 from .oom import MemoryPlan, free_cached_memory, run_shrinking
 from .sampler import (
     EncodedFaces,
@@ -42,7 +42,7 @@ from .sampler import (
 
 __all__ = [
     "VideoPlan", "plan_video", "face_matrices", "align_faces", "encode", "audio_windows", "silent_mask", "frames_to_paste",
-    "skip_test", "new_sampler", "sample_fitting", "decode", "composite", "outline_edges", "generate_chunks",
+    "skip_test", "new_sampler", "sample_fitting", "decode", "composite", "generate_chunks",
 ]
 
 Fps = Union[Fraction, float, int]

@@ -196,34 +196,6 @@ def test_processing_in_small_parts_gives_the_same_frames(monkeypatch):
     assert torch.equal(restore.composite(frames, faces, mats, 256), whole)
 
 
-def test_outline_edges_are_the_composites_own_and_spare_it_every_device_read():
-    # Mixed face sizes, a face off-frame and a frame not applied; the composite must give the same frames with the
-    # edges handed in, and then need nothing back from the device: on "meta" any read raises.
-    frames = _frames(5, 150, 170, 3, seed=13)
-    pts = torch.stack([face_points((80, 70), 55), face_points((500, -300), 30), face_points((70, 80), 25, 0.2),
-                       face_points((90, 75), 40, -0.1), face_points((85, 70), 50)])
-    mats = align.matrices_from_points(pts, 256)
-    faces = _faces(5, 256, seed=14)
-    apply = torch.tensor([True, True, True, True, False])
-    edges = restore.outline_edges(mats, (150, 170), 256, apply=apply)
-    assert edges.dtype == torch.int64 and edges[1] == -1 and edges[4] == -1
-    assert len(set(edges[[0, 2, 3]].tolist())) == 3
-    assert [p[0] for p in restore.outline_params(mats[[0, 2, 3]], (150, 170), 256)] == [
-        restore._params_from_edge(int(e))[0] for e in edges[[0, 2, 3]]
-    ]
-    plain = restore.composite(frames, faces, mats, 256, apply=apply)
-    assert torch.equal(restore.composite(frames, faces, mats, 256, apply=apply, edges=edges), plain)
-
-    on_meta = restore.composite(frames.to("meta"), faces.to("meta"), mats, 256, apply=apply, edges=edges)
-    assert on_meta.device.type == "meta" and on_meta.shape == frames.shape
-    with pytest.raises(NotImplementedError):
-        restore.composite(frames.to("meta"), faces.to("meta"), mats, 256, apply=apply)
-    with pytest.raises(ValueError, match="edges"):
-        restore.composite(frames, faces, mats, 256, apply=apply, edges=edges[:4])
-    with pytest.raises(ValueError, match="edges"):
-        restore.composite(frames, faces, mats, 256, edges=edges)  # frame 4 pasted, but its edge is -1
-
-
 def _blur_reference(plane: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
     """One plane blurred in float64 by two convolutions with mirror padding (kornia's ``gaussian_blur2d``)."""
     from latentsync.face.resize import reflect_indices
