@@ -88,7 +88,8 @@ class Impl:
                                    batch_chunks=batch_chunks),
             length_policy="pingpong", crf=int(extra.get("crf", 18)), preset=extra.get("preset", "medium"),
             overwrite=True, window_frames=int(extra.get("window_frames", 32)), compile=bool(extra.get("compile", True)),
-            encode_threads=int(extra.get("encode_threads", 0)), release_cache=False if extra.get("keep_cache") else (True if extra.get("release_cache") else None),
+            encode_threads=int(extra.get("encode_threads", 0)),
+            release_cache=False if extra.get("keep_cache") else (True if extra.get("release_cache") else None),
             trim_host_heap=not extra.get("keep_host_heap", False),
         )
         # to compare the feed-forward's parts with one whole call (e.g. 1 << 62); every case sets it
