@@ -31,23 +31,27 @@ from latentsync.face import align, restore  # noqa: E402
 IMAGE_SIZED = 4096  # elements: the few numbers of a plan stay below, a face window's planes lie far above
 
 
-class _Count(TorchDispatchMode):
-    def __init__(self) -> None:
+class OpCount(TorchDispatchMode):
+    """Counts the operations dispatched inside it: ``counts["all"]``, and ``counts["image_sized"]`` for those touching
+    a tensor of at least ``image_sized`` elements."""
+
+    def __init__(self, image_sized: int = IMAGE_SIZED) -> None:
         super().__init__()
+        self.image_sized = image_sized
         self.counts: Counter = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         tensors = [t for t in tree_flatten((args, kwargs, out))[0] if isinstance(t, torch.Tensor)]
         self.counts["all"] += 1
-        self.counts["image_sized"] += any(t.numel() >= IMAGE_SIZED for t in tensors)
+        self.counts["image_sized"] += any(t.numel() >= self.image_sized for t in tensors)
         return out
 
 
 def count(module, frames: torch.Tensor, faces: torch.Tensor, mats: torch.Tensor, window: int) -> tuple[dict, list]:
     """Operations of ``module.composite`` over ``mats`` in windows, and the composited frames' face regions."""
     outputs = []
-    with _Count() as counter:
+    with OpCount() as counter:
         for a in range(0, mats.shape[0], window):
             b = min(mats.shape[0], a + window)
             outputs.append(module.composite(frames[: b - a], faces[: b - a], mats[a:b], 256))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from face_points import face_points
 from latentsync.face import align, restore
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # composite_ops: the bench's operation counter
 
 
 def _min_filter(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -233,23 +238,12 @@ def test_blur_gives_each_plane_its_own_kernel(hw):
 def test_blur_operations_do_not_grow_with_kernel_size_or_count():
     # On a GPU the composite waits on launches: a loop over taps or over kernel sizes would show here. Operations on
     # image-sized tensors are counted (the few numbers of the kernels themselves are made on the host).
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_flatten
-
-    class Count(TorchDispatchMode):
-        calls = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            tensors = [t for t in tree_flatten((args, kwargs, out))[0] if isinstance(t, torch.Tensor)]
-            Count.calls += any(t.numel() >= 1000 for t in tensors)
-            return out
+    from composite_ops import OpCount
 
     masks = torch.rand(3, 64, 48)
     counts = []
     for params in ([(21, 3.5)] * 3, [(45, 7.4)] * 3, [(21, 3.5), (33, 5.6), (45, 7.4)]):
-        Count.calls = 0
-        with Count():
+        with OpCount(image_sized=1000) as counter:
             restore._blur(masks, params)
-        counts.append(Count.calls)
+        counts.append(counter.counts["image_sized"])
     assert counts[0] == counts[1] == counts[2], counts
