@@ -108,11 +108,19 @@ def kernel_breakdown(fn) -> dict:
     return {"ms_by_kind": kinds, "kernels": count, "top": top[:25]}
 
 
-def compiled_case(model, res: int, chunks: int, flops_of: dict, dev, dtype):
+def compiled_case(model, res: int, chunks: int, flops_of: dict, dev, dtype, **compile_kw):
     """A fresh ``torch.compile`` of ``model``, channels-last inputs for ``chunks`` chunks at ``res`` px, their FLOPs."""
     torch._dynamo.reset()
     flops = flops_of[res] * chunks if res in flops_of else None
-    return torch.compile(model, dynamic=False), inputs(res, chunks, dev, dtype, True), flops
+    return torch.compile(model, dynamic=False, **compile_kw), inputs(res, chunks, dev, dtype, True), flops
+
+
+# --tuned: Inductor settings that search kernel configurations at compile time (longer compiles, maybe faster kernels)
+TUNED_VARIANTS = {
+    "plain": {},  # the shipped settings compiled again: does a variant's place in the run change its time?
+    "coordesc": {"options": {"coordinate_descent_tuning": True}},  # pointwise / reduction block sizes
+    "autotune": {"mode": "max-autotune-no-cudagraphs"},  # also GEMM / conv templates against cuBLAS / cuDNN
+}
 
 
 def first_call(fn):
@@ -160,6 +168,18 @@ def fp8_rows(model, scaling: str, cases: str, flops_of: dict, row, breakdown: di
     torch.cuda.empty_cache()
 
 
+def tuned_rows(model, variant: str, cases: str, flops_of: dict, row, breakdown: dict, dev, dtype) -> None:
+    """The compiled U-Net under one of :data:`TUNED_VARIANTS`: compile time, step time, kernels, DeepCache step,
+    and its output's rel-L2 against the eager model."""
+    for res, chunks in [tuple(int(v) for v in c.split(":")) for c in cases.split(",")]:
+        compiled, case_inputs, flops = compiled_case(model, res, chunks, flops_of, dev, dtype, **TUNED_VARIANTS[variant])
+        with torch.inference_mode():
+            ref = model(*case_inputs).float()
+        compiled_variant_rows(compiled, case_inputs, ref, res=res, chunks=chunks, flops=flops, name=variant,
+                              error_key="rel_l2_vs_eager", row=row, breakdown=breakdown)
+        torch.cuda.empty_cache()
+
+
 def fused_temporal_rows(model, cases: str, flops_of: dict, row, breakdown: dict, dev, dtype) -> None:
     """The compiled U-Net with the motion modules' attention in one fused Triton kernel
     (``use_fused_short_attention``): step time, kernels, and its output's rel-L2 against the model as it was."""
@@ -191,8 +211,12 @@ def main() -> None:
     ap.add_argument("--fp8", default="", help="also time the compiled U-Net with FP8 linears: scalings, e.g. row,tensor")
     ap.add_argument("--fused-temporal", action="store_true",
                     help="also time the compiled U-Net with the motion modules' attention in one fused Triton kernel")
+    ap.add_argument("--tuned", default="", help=f"also time tuned compiles: of {','.join(TUNED_VARIANTS)}")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    unknown = set(v for v in args.tuned.split(",") if v) - set(TUNED_VARIANTS)
+    if unknown:
+        ap.error(f"--tuned: unknown {sorted(unknown)}; choose from {sorted(TUNED_VARIANTS)}")
     dev, dtype = torch.device("cuda"), torch.float16
     torch.backends.cudnn.benchmark = True
     started = time.perf_counter()
@@ -276,6 +300,11 @@ def main() -> None:
                 state = replay = None
         for scaling in [s for s in args.fp8.split(",") if s]:
             fp8_rows(model, scaling, args.compile_cases, flops_of, row, results["breakdown"], dev, dtype)
+        for variant in [v for v in args.tuned.split(",") if v]:
+            try:
+                tuned_rows(model, variant, args.compile_cases, flops_of, row, results["breakdown"], dev, dtype)
+            except Exception as exc:  # keep the other rows
+                row(variant=f"compile-cl-{variant}", error=f"{type(exc).__name__}: {str(exc)[:600]}")
         if args.fused_temporal:
             try:
                 fused_temporal_rows(model, args.compile_cases, flops_of, row, results["breakdown"], dev, dtype)
