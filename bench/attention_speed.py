@@ -54,11 +54,6 @@ def main() -> None:
         "spatial-256-l1": (b * 16, 8, 256, 80),
     }
     compiled_small = torch.compile(small_sequence_attention, dynamic=False)
-    try:
-        from latentsync.models.short_attention_kernel import short_attention
-    except ImportError:  # no Triton: the fused rows are left out
-        short_attention = None
-    compiled_fused = torch.compile(short_attention, dynamic=False) if short_attention else None
     rows = []
     for name, (n, h, L, d) in shapes.items():
         q, k, v = (torch.randn(n, L, h, d, device=dev, dtype=dt).transpose(1, 2) for _ in range(3))
@@ -75,10 +70,6 @@ def main() -> None:
         if L <= 64:
             variants["small-eager"] = lambda: small_sequence_attention(q, k, v)
             variants["small-compiled"] = lambda: compiled_small(q, k, v)
-            if short_attention is not None:  # the motion modules' fused kernel, alone and inside a compiled graph
-                for warps in (2, 4, 8):  # the kernel's default is 4
-                    variants[f"fused-triton-w{warps}"] = lambda w=warps: short_attention(q, k, v, num_warps=w)
-                variants["fused-compiled"] = lambda: compiled_fused(q, k, v)
         for vname, spec in variants.items():
             backend, fn = spec if isinstance(spec, tuple) else (None, spec)
             try:

@@ -221,12 +221,8 @@ def main() -> None:
                     "every allocator (RunOptions.release_cache=True; the default skips it under cudaMallocAsync)")
     ap.add_argument("--keep-host-heap", action="store_true", help="do not give the C heap's free pages back after each "
                     "window (RunOptions.trim_host_heap=False): prices the trim against host RSS")
-    ap.add_argument("--fp8", choices=["row", "tensor"], default=None,
-                    help="the U-Net's transformer linears in FP8 with this scaling (latentsync.models.fp8)")
     ap.add_argument("--no-stage-sync", action="store_true", help="no device sync at the stage boundaries: the total "
                     "is the product's own (its runner syncs only where it must), the stages are the host's times")
-    ap.add_argument("--fused-temporal", action="store_true", help="the motion modules' attention through one fused "
-                    "Triton kernel (latentsync.models.motion.use_fused_short_attention; an experiment, off in the product)")
     ap.add_argument("--trace", metavar="DIR", help="after each timed run, one more under torch.profiler: its Chrome "
                     "trace (gzip), how busy the GPU was in each stage, and what the host ran while it waited in the "
                     "sample and VAE encode stages (bench/gpu_idle.py)")
@@ -253,10 +249,6 @@ def main() -> None:
                 case["compile_vae"] = False
             if args.ff_max_hidden:
                 case["ff_max_hidden"] = args.ff_max_hidden
-            if args.fp8:
-                case["fp8"] = args.fp8
-            if args.fused_temporal:
-                case["fused_temporal"] = True
             if args.no_stage_sync:
                 case["stage_sync"] = False
             if args.compile_mode:

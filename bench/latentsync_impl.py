@@ -95,14 +95,6 @@ class Impl:
         # to compare the feed-forward's parts with one whole call (e.g. 1 << 62); every case sets it
         FeedForward.max_hidden = int(extra.get("ff_max_hidden") or FF_MAX_HIDDEN)
         self.compile_mode = extra.get("compile_mode")  # torch.compile's mode for the U-Net and VAE (None: default)
-        if extra.get("fp8"):  # the U-Net's transformer linears in FP8 ("row" or "tensor" scaling), before compiling
-            from latentsync.models.fp8 import convert_linears
-
-            convert_linears(self.models.unet, scaling=str(extra["fp8"]))
-        if extra.get("fused_temporal"):  # the motion modules' attention in one Triton kernel, before compiling
-            from latentsync.models.motion import use_fused_short_attention
-
-            use_fused_short_attention(self.models.unet)
         if extra.get("compile_vae", True) is False:  # --compile covers the VAE; this keeps it eager (to compare)
             self.models.vae.fallback_reason = "kept eager (benchmark option compile_vae=false)"
         self.compile_s = self._warm_up(resolution) if self.options.compile else 0.0

@@ -149,25 +149,6 @@ def compiled_variant_rows(compiled, inputs_: tuple, ref: torch.Tensor, *, res: i
         row(res=res, chunks=chunks, variant=f"compile-cached-cl-{name}", ms=ms, ms_per_chunk=ms / chunks)
 
 
-def fp8_rows(model, scaling: str, cases: str, flops_of: dict, row, breakdown: dict, dev, dtype) -> None:
-    """The compiled U-Net with its linears in FP8 (``latentsync.models.fp8``): step time, and its output's
-    rel-L2 against the fp16 model on the same inputs (full step)."""
-    import copy
-
-    from latentsync.models.fp8 import convert_linears
-
-    fp8_model = copy.deepcopy(model)
-    n = convert_linears(fp8_model, scaling=scaling)
-    for res, chunks in [tuple(int(v) for v in c.split(":")) for c in cases.split(",")]:
-        compiled, case_inputs, flops = compiled_case(fp8_model, res, chunks, flops_of, dev, dtype)
-        with torch.inference_mode():
-            ref = model(*case_inputs).float()
-        compiled_variant_rows(compiled, case_inputs, ref, res=res, chunks=chunks, flops=flops, name=f"fp8-{scaling}",
-                              error_key="rel_l2_vs_fp16", row=row, breakdown=breakdown, linears=n)
-    del fp8_model
-    torch.cuda.empty_cache()
-
-
 def tuned_rows(model, variant: str, cases: str, flops_of: dict, row, breakdown: dict, dev, dtype) -> None:
     """The compiled U-Net under one of :data:`TUNED_VARIANTS`: compile time, step time, kernels, DeepCache step,
     and its output's rel-L2 against the eager model."""
@@ -180,25 +161,6 @@ def tuned_rows(model, variant: str, cases: str, flops_of: dict, row, breakdown: 
         torch.cuda.empty_cache()
 
 
-def fused_temporal_rows(model, cases: str, flops_of: dict, row, breakdown: dict, dev, dtype) -> None:
-    """The compiled U-Net with the motion modules' attention in one fused Triton kernel
-    (``use_fused_short_attention``): step time, kernels, and its output's rel-L2 against the model as it was."""
-    from latentsync.models.motion import use_fused_short_attention
-
-    for res, chunks in [tuple(int(v) for v in c.split(":")) for c in cases.split(",")]:
-        compiled, case_inputs, flops = compiled_case(model, res, chunks, flops_of, dev, dtype)
-        with torch.inference_mode():
-            ref = model(*case_inputs).float()  # eager, before the switch (torch.compile traces at its first call)
-        layers = use_fused_short_attention(model)
-        try:
-            compiled_variant_rows(compiled, case_inputs, ref, res=res, chunks=chunks, flops=flops,
-                                  name="fused-temporal", error_key="rel_l2_vs_unfused", row=row, breakdown=breakdown,
-                                  layers=layers)
-        finally:
-            use_fused_short_attention(model, on=False)
-        torch.cuda.empty_cache()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--res", default="256,512")
@@ -208,9 +170,6 @@ def main() -> None:
     ap.add_argument("--compile-cases", default="256:2,512:1", help="res:chunks list for --compile")
     ap.add_argument("--skip-eager", action="store_true")
     ap.add_argument("--small-temporal", action="store_true", help="explicit-score temporal attention")
-    ap.add_argument("--fp8", default="", help="also time the compiled U-Net with FP8 linears: scalings, e.g. row,tensor")
-    ap.add_argument("--fused-temporal", action="store_true",
-                    help="also time the compiled U-Net with the motion modules' attention in one fused Triton kernel")
     ap.add_argument("--tuned", default="", help=f"also time tuned compiles: of {','.join(TUNED_VARIANTS)}")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -298,18 +257,11 @@ def main() -> None:
                 row(res=res, chunks=chunks, variant="compile-cached-cl", ms=ms, ms_per_chunk=ms / chunks,
                     compile_s=compile_s)
                 state = replay = None
-        for scaling in [s for s in args.fp8.split(",") if s]:
-            fp8_rows(model, scaling, args.compile_cases, flops_of, row, results["breakdown"], dev, dtype)
         for variant in [v for v in args.tuned.split(",") if v]:
             try:
                 tuned_rows(model, variant, args.compile_cases, flops_of, row, results["breakdown"], dev, dtype)
             except Exception as exc:  # keep the other rows
                 row(variant=f"compile-cl-{variant}", error=f"{type(exc).__name__}: {str(exc)[:600]}")
-        if args.fused_temporal:
-            try:
-                fused_temporal_rows(model, args.compile_cases, flops_of, row, results["breakdown"], dev, dtype)
-            except Exception as exc:  # a first try of the kernel inside a compiled graph: keep the other rows
-                row(variant="compile-cl-fused-temporal", error=f"{type(exc).__name__}: {str(exc)[:600]}")
     results["seconds"] = time.perf_counter() - started
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

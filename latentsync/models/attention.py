@@ -31,7 +31,6 @@ class Attention(nn.Module):
         kv_dim = dim if context_dim is None else context_dim
         self.heads = heads
         self.small_sequence_kernel = False  # explicit-score attention (set by the U-Net for short sequences)
-        self.fused_kernel: Any = None  # short_attention_kernel, where use_fused_short_attention turned it on
         self.to_q = ops.Linear(dim, inner, bias=False)
         self.to_k = ops.Linear(kv_dim, inner, bias=False)
         self.to_v = ops.Linear(kv_dim, inner, bias=False)
@@ -45,9 +44,7 @@ class Attention(nn.Module):
         """x: (N, L, dim); context: (N, S, context_dim) or None for self-attention."""
         source = x if context is None else context
         q, k, v = self._heads(self.to_q(x)), self._heads(self.to_k(source)), self._heads(self.to_v(source))
-        if self.fused_kernel is not None and q.is_cuda and self.fused_kernel.supports(q):
-            out = self.fused_kernel.short_attention(q, k, v)
-        elif self.small_sequence_kernel:
+        if self.small_sequence_kernel:
             out = small_sequence_attention(q, k, v)
         else:
             out = F.scaled_dot_product_attention(q, k, v)

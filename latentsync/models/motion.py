@@ -37,24 +37,6 @@ class TemporalAttention(Attention):
         return super().forward(x)
 
 
-def use_fused_short_attention(model: nn.Module, on: bool = True) -> int:
-    """Run the motion modules' attention through one fused Triton kernel (``short_attention_kernel``; fp16 on
-    CUDA, other inputs keep their path), or back (``on=False``). Returns the number of layers switched.
-
-    An experiment until its speed and output are measured on a GPU (docs/performance.md); needs Triton.
-    """
-    kernel = None
-    if on:
-        try:
-            from . import short_attention_kernel as kernel
-        except ImportError as exc:
-            raise RuntimeError("the fused short-sequence attention needs Triton: pip install triton") from exc
-    layers = [m for m in model.modules() if isinstance(m, TemporalAttention)]
-    for layer in layers:
-        layer.fused_kernel = kernel
-    return len(layers)
-
-
 class TemporalBlock(nn.Module):
     """Pre-norm temporal self-attention layers followed by a GEGLU feed-forward."""
 

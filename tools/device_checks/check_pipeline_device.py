@@ -2,14 +2,13 @@
 CPU fp32 golden data (final latents rel-L2 with DeepCache on/off, output frames uint8 difference).
 
     python tools/device_checks/check_pipeline_device.py --fixtures ../shared/fixtures/upstream [--device cuda] [--json out.json]
-        [--compile] [--batch-chunks N] [--fused-temporal]
+        [--compile] [--batch-chunks N]
 
 ``--compile`` runs the U-Net and the VAE through torch.compile (Inductor; on a CPU it needs a C++ compiler), as the
 pipeline does, and reports whether the compiled graphs ran or fell back. It then runs everything again twice, with the
 short last chunk's steps replayed as CUDA graphs (an experiment) and taking turns with the full chunk's (the
 default), against its steps run alone after the full chunk's. Neither should change a bit
 (``replay_vs_plain_max_abs``, ``interleave_vs_plain_max_abs``).
-``--fused-temporal`` runs the motion modules' attention through one fused Triton kernel (an experiment; fp16 on CUDA).
 ``--batch-chunks`` puts several 16-frame chunks into one U-Net call. Each dtype is its own graph, hence its own
 compile: ask only for the dtypes you need (``--dtypes fp16``).
 
@@ -36,7 +35,6 @@ from safetensors.torch import load_file  # noqa: E402
 from latentsync.audio.windows import frame_window_indices, frame_windows, upstream_frame_count  # noqa: E402
 from latentsync.face import align, restore  # noqa: E402
 from latentsync.face.mask import mask_from_image  # noqa: E402
-from latentsync.models.motion import use_fused_short_attention  # noqa: E402
 from latentsync.models.unet import UNet3DConditionModel, load_unet_state_dict  # noqa: E402
 from latentsync.pipeline.compiled import CompiledUNet, maybe_compile, maybe_compile_vae  # noqa: E402
 from latentsync.pipeline.length import plan_length  # noqa: E402
@@ -52,7 +50,6 @@ def main() -> None:
     ap.add_argument("--json")
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--batch-chunks", type=int, default=1)
-    ap.add_argument("--fused-temporal", action="store_true")
     args = ap.parse_args()
     fx = args.fixtures
     manifest = json.load(open(os.path.join(fx, "manifest.json")))
@@ -79,14 +76,12 @@ def main() -> None:
     windows = frame_windows(features, frame_window_indices(features.shape[0], n_out, 25.0))
     mask = mask_from_image(masks["mask_256_u8"], resolution)
     table = {"torch": torch.__version__, "compile": args.compile, "batch_chunks": args.batch_chunks,
-             "fused_temporal": args.fused_temporal, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
     for name in args.dtypes.split(","):
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
         unet = UNet3DConditionModel(config)
         load_unet_state_dict(unet, state)
         unet = unet.to(device, dtype).eval()
-        if args.fused_temporal:
-            use_fused_short_attention(unet)
         unet = maybe_compile(unet, args.compile, device=device, frames=params["num_frames"],
                              fixed_batch=args.batch_chunks)
         vae_model = AutoencoderKL(**entry["stats"]["vae_config"])
