@@ -215,9 +215,10 @@ def main() -> None:
                     "full group's, not taking turns with them (LipsyncSampler.interleave_tail=False; before session 16)")
     ap.add_argument("--rss-by-stage", action="store_true", help="sample host RSS every 10 ms and report each "
                     "stage's peak (host_rss_peak_by_stage_gib)")
-    ap.add_argument("--keep-cache", action="store_true", help="keep the allocator's cached blocks between the stages "
+    cache = ap.add_mutually_exclusive_group()
+    cache.add_argument("--keep-cache", action="store_true", help="keep the allocator's cached blocks between the stages "
                     "(RunOptions.release_cache=False): no emptying, no device-wide wait, a higher reserved peak")
-    ap.add_argument("--release-cache", action="store_true", help="empty the allocator's cache between the stages under "
+    cache.add_argument("--release-cache", action="store_true", help="empty the allocator's cache between the stages under "
                     "every allocator (RunOptions.release_cache=True; the default skips it under cudaMallocAsync)")
     ap.add_argument("--keep-host-heap", action="store_true", help="do not give the C heap's free pages back after each "
                     "window (RunOptions.trim_host_heap=False): prices the trim against host RSS")
@@ -257,10 +258,8 @@ def main() -> None:
                 case["replay_tail"] = True
             if args.tail_alone:
                 case["tail_alone"] = True
-            if args.keep_cache:
-                case["keep_cache"] = True
-            if args.release_cache:
-                case["release_cache"] = True
+            if args.keep_cache or args.release_cache:
+                case["release_cache"] = bool(args.release_cache)
             if args.keep_host_heap:
                 case["keep_host_heap"] = True
             if args.encode_threads:

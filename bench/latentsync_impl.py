@@ -89,7 +89,7 @@ class Impl:
             length_policy="pingpong", crf=int(extra.get("crf", 18)), preset=extra.get("preset", "medium"),
             overwrite=True, window_frames=int(extra.get("window_frames", 32)), compile=bool(extra.get("compile", True)),
             encode_threads=int(extra.get("encode_threads", 0)),
-            release_cache=False if extra.get("keep_cache") else (True if extra.get("release_cache") else None),
+            release_cache=extra.get("release_cache"),  # None: the pack's choice (bench_pipeline --keep/--release-cache)
             trim_host_heap=not extra.get("keep_host_heap", False),
         )
         # to compare the feed-forward's parts with one whole call (e.g. 1 << 62); every case sets it

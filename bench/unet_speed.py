@@ -173,7 +173,8 @@ def main() -> None:
     ap.add_argument("--tuned", default="", help=f"also time tuned compiles: of {','.join(TUNED_VARIANTS)}")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    unknown = set(v for v in args.tuned.split(",") if v) - set(TUNED_VARIANTS)
+    tuned = [v for v in args.tuned.split(",") if v]
+    unknown = set(tuned) - set(TUNED_VARIANTS)
     if unknown:
         ap.error(f"--tuned: unknown {sorted(unknown)}; choose from {sorted(TUNED_VARIANTS)}")
     dev, dtype = torch.device("cuda"), torch.float16
@@ -257,7 +258,7 @@ def main() -> None:
                 row(res=res, chunks=chunks, variant="compile-cached-cl", ms=ms, ms_per_chunk=ms / chunks,
                     compile_s=compile_s)
                 state = replay = None
-        for variant in [v for v in args.tuned.split(",") if v]:
+        for variant in tuned:
             try:
                 tuned_rows(model, variant, args.compile_cases, flops_of, row, results["breakdown"], dev, dtype)
             except Exception as exc:  # keep the other rows
